@@ -1,0 +1,1 @@
+"""Teacher side: loading sequence classifiers safely, Beam inference, soft labels, fine-tuning."""

@@ -1,0 +1,40 @@
+"""Where each stage reads and writes, for stand-alone stage commands and for `zuoxiao run`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StagePaths:
+    """Stage directories under one root: <output_dir>/ for stage commands, <run dir>/ for `zuoxiao run`."""
+
+    root: Path
+
+    @property
+    def teacher(self) -> Path:  # finetune-teacher output (a save_pretrained dir)
+        return self.root / "teacher"
+
+    @property
+    def label(self) -> Path:  # soft-label shards + manifest
+        return self.root / "label"
+
+    @property
+    def student(self) -> Path:  # trained, merged student (save_pretrained dir)
+        return self.root / "student"
+
+    @property
+    def compress(self) -> Path:  # per-step models, report, Pareto plot
+        return self.root / "compress"
+
+    @property
+    def bundle(self) -> Path:  # what app teams get
+        return self.root / "bundle"
+
+
+def teacher_path_for_label(cfg, paths: StagePaths) -> str:
+    """The label stage's teacher: the fine-tuned one when `finetune` is configured, else label.teacher.path."""
+    if cfg.finetune is not None:
+        return str(paths.teacher)
+    return cfg.label.teacher.path
