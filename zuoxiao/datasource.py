@@ -94,7 +94,7 @@ def read_labelled(source: DataSource, label_names: list[str] | None = None) -> L
             if col not in table.column_names:
                 raise InputError(f"{path} has no column {col!r}; its columns are {table.column_names}")
         for text, label in zip(table.column(source.text_column).to_pylist(),
-                               table.column(source.label_column).to_pylist()):
+                               table.column(source.label_column).to_pylist(), strict=True):
             if not isinstance(text, str) or not text.strip():
                 skipped["empty_text"] += 1
             elif label is None or str(label).strip() == "":
