@@ -1,0 +1,153 @@
+"""Beam `ModelHandler` for the teacher, plus the tokenizer step that feeds it.
+
+Beam's own HuggingFace handler does not import with transformers 5, and its tensor handlers
+`torch.stack` inputs (= pad everything to max_length upstream). This handler takes *pre-tokenized*
+records (the pipeline tokenizes first so it can group rows of equal token length), pads each batch
+only to its own longest row (dynamic padding) and runs the classifier under `torch.inference_mode`.
+
+Records flowing in are dicts with at least ``id`` and ``input_ids`` (list[int], already truncated to
+max_length); records flowing out carry ``logits`` (np.float32 [C]) instead of ``input_ids``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import ModelHandler
+
+log = logging.getLogger(__name__)
+
+#: Models already loaded in this process, keyed by (path, fingerprint). The label stage loads the
+#: teacher once in the launching process (for its fingerprint); in-memory runs reuse that copy
+#: instead of loading the weights a second time. Worker processes start empty and load from disk.
+_PRELOADED: dict[tuple[str, str], Any] = {}
+_PRELOAD_LOCK = threading.Lock()
+
+
+def register_preloaded(path: str, fp: str, model) -> None:
+    with _PRELOAD_LOCK:
+        _PRELOADED[(path, fp)] = model
+
+
+def forget_preloaded(path: str, fp: str) -> None:
+    with _PRELOAD_LOCK:
+        _PRELOADED.pop((path, fp), None)
+
+
+def tokenize_texts(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], list[int], list[bool]]:
+    """Token ids truncated to ``max_length`` plus each text's untruncated token count.
+
+    Only rows that hit max_length are tokenized a second time without truncation (to count how long
+    they really were): for typical data that is a small fraction, so the count is nearly free.
+    """
+    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
+    ids = [list(x) for x in enc["input_ids"]]
+    lengths = [len(x) for x in ids]
+    hit = [i for i, n in enumerate(lengths) if n >= max_length]
+    if hit:
+        full = tokenizer([texts[i] for i in hit], truncation=False, padding=False, verbose=False)["input_ids"]
+        for i, f in zip(hit, full, strict=True):
+            lengths[i] = len(f)
+    return ids, lengths, [n > max_length for n in lengths]
+
+
+class LoadedTeacher:
+    """What `load_model` returns: Beam keeps a weak reference to it, so it must be a class, not a tuple."""
+
+    def __init__(self, model, tokenizer, device):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+
+    def predict(self, input_ids: list[list[int]]) -> np.ndarray:
+        """input_ids: B lists of token ids (lengths may differ) -> logits [B, C] float32."""
+        import torch
+
+        batch = self.tokenizer.pad({"input_ids": input_ids}, padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=batch["input_ids"].to(self.device),
+                attention_mask=batch["attention_mask"].to(self.device),
+            )
+        return out.logits.float().cpu().numpy()
+
+
+class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
+    """RunInference handler over teacher.model.load_classifier / load_tokenizer.
+
+    Use with ``RunInference(handler.with_no_batching())`` on PCollections of *lists* of records: the
+    pipeline builds the batches itself (equal-length groups, sorted by id) so that batch composition,
+    and therefore every float, is the same on every runner and worker count.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        label_names: list[str],
+        *,
+        fingerprint: str | None = None,
+        device: str = "auto",
+        num_threads: int | None = None,
+        trust_remote_code: bool = False,
+    ):
+        # No **kwargs: ModelHandler would swallow a misspelled argument silently.
+        super().__init__()
+        self.path = path
+        self.label_names = list(label_names)
+        self.fingerprint = fingerprint
+        self.device = device
+        self.num_threads = num_threads
+        self.trust_remote_code = trust_remote_code
+
+    def load_model(self) -> LoadedTeacher:
+        import torch
+
+        from teacher.model import load_classifier, load_tokenizer, pick_device
+
+        # Threads must be set here, in the process that runs inference (env vars do not reach
+        # in-memory workers, and N processes x all-cores threads oversubscribe the CPU).
+        threads = self.num_threads or max(1, os.cpu_count() or 1)
+        torch.set_num_threads(threads)
+        device = pick_device(self.device)
+        model = _PRELOADED.get((self.path, self.fingerprint)) if self.fingerprint else None
+        if model is None:
+            model = load_classifier(self.path, self.label_names, self.trust_remote_code)
+        model.to(device)
+        tokenizer = load_tokenizer(self.path, self.trust_remote_code)
+        log.info("teacher loaded on %s with %d torch threads", device, threads)
+        return LoadedTeacher(model, tokenizer, device)
+
+    def run_inference(
+        self,
+        batch: Sequence[dict],
+        model: LoadedTeacher,
+        inference_args: dict[str, Any] | None = None,
+    ) -> Iterable[dict]:
+        if not batch:
+            return []
+        start = time.perf_counter()
+        logits = model.predict([r["input_ids"] for r in batch])  # [B, C]
+        Metrics.counter("zuoxiao", "teacher_ms").inc(int((time.perf_counter() - start) * 1000))
+        Metrics.counter("zuoxiao", "teacher_rows").inc(len(batch))
+        Metrics.counter("zuoxiao", "teacher_tokens").inc(sum(len(r["input_ids"]) for r in batch))
+        out = []
+        for rec, row in zip(batch, logits, strict=True):
+            rec = dict(rec)
+            del rec["input_ids"]
+            rec["logits"] = row
+            out.append(rec)
+        return out
+
+    def get_num_bytes(self, batch: Sequence[dict]) -> int:
+        # The default pickles the whole batch just to measure it.
+        return sum(4 * len(r["input_ids"]) + len(r["text"]) for r in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "zuoxiao_teacher"

@@ -1,0 +1,86 @@
+"""Teacher logits -> the soft-label columns of SHARD_SCHEMA.
+
+For C <= max_full_classes every raw logit is kept (float32), so the student can use any temperature.
+Above it only the top-k classes are kept as log-probabilities at T=1 plus the residual mass
+1 - sum(p_topk): many-class tasks stay small and the dropped tail is still accounted for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def storage_kind(num_classes: int, max_full_classes: int) -> str:
+    """'full' (all logits) or 'topk' (top-k log-probs + residual)."""
+    return "full" if num_classes <= max_full_classes else "topk"
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax in float64 (stable: subtract the row max). [B, C] -> [B, C]."""
+    x = np.asarray(logits, dtype=np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def soft_label_columns(logits: np.ndarray, max_full_classes: int, top_k: int) -> list[dict]:
+    """One dict per row with teacher_argmax, confidence, entropy, residual_mass and either `logits`
+    (full storage) or `topk_indices` / `topk_logprobs` (top-k storage; the other columns are None).
+
+    logits: [B, C] float32 raw teacher outputs.
+    """
+    logits = np.asarray(logits, dtype=np.float32)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be [batch, classes], got shape {logits.shape}")
+    batch, num_classes = logits.shape
+    logp = log_softmax(logits)  # [B, C] float64
+    probs = np.exp(logp)
+    argmax = logits.argmax(axis=-1)  # ties -> lowest index, same as torch
+    confidence = probs.max(axis=-1)
+    # H = -sum p log p; p log p -> 0 as p -> 0, and exp(logp) underflows to exactly 0 there.
+    entropy = -(probs * logp).sum(axis=-1)
+    full = storage_kind(num_classes, max_full_classes) == "full"
+    rows = []
+    if full:
+        for i in range(batch):
+            rows.append({
+                "teacher_argmax": int(argmax[i]),
+                "confidence": float(np.float32(confidence[i])),
+                "entropy": float(np.float32(entropy[i])),
+                "logits": [float(v) for v in logits[i]],
+                "topk_indices": None,
+                "topk_logprobs": None,
+                "residual_mass": 0.0,
+            })
+        return rows
+    k = min(top_k, num_classes)
+    # argsort on -logp with a stable sort: equal probabilities keep index order (deterministic).
+    order = np.argsort(-logp, axis=-1, kind="stable")[:, :k]  # [B, k]
+    top_logp = np.take_along_axis(logp, order, axis=-1)  # [B, k]
+    residual = np.clip(1.0 - np.exp(top_logp).sum(axis=-1), 0.0, 1.0)
+    for i in range(batch):
+        rows.append({
+            "teacher_argmax": int(argmax[i]),
+            "confidence": float(np.float32(confidence[i])),
+            "entropy": float(np.float32(entropy[i])),
+            "logits": None,
+            "topk_indices": [int(v) for v in order[i]],
+            "topk_logprobs": [float(np.float32(v)) for v in top_logp[i]],
+            "residual_mass": float(np.float32(residual[i])),
+        })
+    return rows
+
+
+def probs_from_row(row: dict, num_classes: int) -> np.ndarray:
+    """Reconstruct the teacher distribution [C] from a stored row (top-k: residual spread uniformly
+    over the classes not kept). Used by tests and by readers that want probabilities."""
+    if row.get("logits") is not None:
+        return np.exp(log_softmax(np.asarray(row["logits"], dtype=np.float32)[None, :]))[0]
+    p = np.zeros(num_classes, dtype=np.float64)
+    idx = np.asarray(row["topk_indices"], dtype=np.int64)
+    p[idx] = np.exp(np.asarray(row["topk_logprobs"], dtype=np.float64))
+    rest = num_classes - len(idx)
+    if rest:
+        mask = np.ones(num_classes, dtype=bool)
+        mask[idx] = False
+        p[mask] = row["residual_mass"] / rest
+    return p
