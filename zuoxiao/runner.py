@@ -68,9 +68,29 @@ def _label(cfg, paths: StagePaths, ctx: StageContext) -> dict:
 
 
 def _train(cfg, paths: StagePaths, ctx: StageContext) -> dict:
+    if cfg.run.train_launcher:
+        return _launch_train(cfg, paths, ctx)
     from student.train import train
 
     return train(cfg, paths.label, paths.student, resume=ctx.resume)
+
+
+def _launch_train(cfg, paths: StagePaths, ctx: StageContext) -> dict:
+    """Train in a launcher subprocess (e.g. `accelerate launch` on GPUs) with the run's resolved config,
+    so the config means the same thing in either place; the runner still fingerprints and records it."""
+    import subprocess
+
+    cmd = [*cfg.run.train_launcher, "-m", "zuoxiao.cli", "train", str(ctx.run_dir / "config.resolved.yaml"),
+           "--shards", str(paths.label), "--output", str(paths.student)] + (["--resume"] if ctx.resume else [])
+    log.info("launching the train stage: %s", " ".join(cmd))
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise RuntimeError(f"train launcher exited with {proc.returncode}: {' '.join(cmd)}; its output is above "
+                           "(rerun resumes from the last checkpoint)")
+    metrics = paths.student / "metrics.json"
+    if not metrics.is_file():
+        raise RuntimeError(f"train launcher finished but wrote no {metrics}; check run.train_launcher {cmd[:3]}")
+    return json.loads(metrics.read_text())
 
 
 def _compress(cfg, paths: StagePaths, ctx: StageContext) -> dict:

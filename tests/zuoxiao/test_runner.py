@@ -153,3 +153,25 @@ def test_kill_9_mid_stage_resumes_to_identical_outputs(fake_job, tmp_path, crash
         assert after[0]["resume"] and after[0]["start_step"] == 3  # continued from the last checkpoint
     clean_dir = next((tmp_path / "clean" / "runs").iterdir())
     assert _result_bytes(runs[0]) == _result_bytes(clean_dir)
+
+
+def test_train_launcher_runs_train_in_a_subprocess_with_the_resolved_config(fake_job, tmp_path):
+    from zuoxiao.runner import STAGE_FNS
+
+    launcher = tmp_path / "launcher.py"  # stands in for `accelerate launch`: records argv, writes the outputs
+    launcher.write_text(
+        "import json, sys, pathlib\n"
+        "args = sys.argv[1:]\n"
+        "out = pathlib.Path(args[args.index('--output') + 1]); out.mkdir(parents=True, exist_ok=True)\n"
+        "(out / 'argv.json').write_text(json.dumps(args))\n"
+        "(out / 'metrics.json').write_text(json.dumps({'teacher': {'accuracy': 0.9}, 'student': {'accuracy': 0.89}}))\n"
+        "(out / 'model.bin').write_text('m')\n"
+    )
+    cfg = load_config(fake_job(run__train_launcher=[sys.executable, str(launcher)]))
+    fns = {**FAKES, "train": STAGE_FNS["train"]}
+    s = run_job(cfg, stage_fns=fns, console=Console(file=open(os.devnull, "w")))
+    assert s["exit_code"] == 0 and s["metrics"]["student_accuracy"] == 0.89
+    argv = json.loads((Path(s["run_dir"]) / "student" / "argv.json").read_text())
+    assert argv[:3] == ["-m", "zuoxiao.cli", "train"] and argv[3].endswith("config.resolved.yaml")
+    assert load_config(argv[3]).run.train_launcher == [sys.executable, str(launcher)]
+    assert argv[argv.index("--shards") + 1] == str(Path(s["run_dir"]) / "label")

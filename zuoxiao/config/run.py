@@ -42,6 +42,18 @@ class RunConfig(StrictModel):
         None, ge=1, description="keep at most this many finished runs (oldest deleted; never 'latest'); null = all"
     )
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    train_launcher: list[str] | None = Field(
+        None,
+        description="run the train stage as `<launcher> -m zuoxiao.cli train ...` in a subprocess, e.g. "
+        "[accelerate, launch, --multi_gpu, --num_processes=4]; null = in this process",
+    )
+
+    @field_validator("train_launcher")
+    @classmethod
+    def _launcher(cls, v):
+        if v is not None and (not v or not all(isinstance(x, str) and x for x in v)):
+            raise ValueError("train_launcher must be a non-empty command list, e.g. [accelerate, launch, --num_processes=2]")
+        return v
 
     @field_validator("run_id")
     @classmethod
