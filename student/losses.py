@@ -1,0 +1,102 @@
+"""Distillation losses and the reconstruction of teacher distributions from top-k shards.
+
+Shapes: B rows, C classes, k stored classes (top-k shards only).
+
+The per-row loss is
+
+    loss_i = alpha * KD_i + (1 - alpha) * CE_i * [row i has a gold label]
+
+averaged over the B rows of the batch, so rows whose gold label is null contribute only their
+distillation term. KD_i is either
+
+    kl:  T^2 * KL( softmax(t_i / T) || softmax(s_i / T) )      (Hinton et al. 2015; T^2 keeps the
+         gradient scale independent of T)
+    mse: mean_c (s_ic - t_ic)^2                                 (Tang et al. 2019, on logits)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: Gold index of rows without a gold label (same convention as torch's cross_entropy ignore_index).
+NO_GOLD = -100
+#: Floor on the residual probability mass so log() stays finite when top-k covered everything.
+MIN_RESIDUAL = 1e-12
+
+
+def dense_from_topk(indices: np.ndarray, logprobs: np.ndarray, residual: np.ndarray, num_classes: int) -> np.ndarray:
+    """Rebuild full teacher log-probabilities [B, C] from top-k storage.
+
+    indices [B, k] int, logprobs [B, k] (log-softmax at T=1), residual [B] = 1 - sum(exp(logprobs)).
+    The shard does not say how the residual mass is spread over the C-k classes outside the top k, so it
+    is spread UNIFORMLY: each of them gets log(residual / (C - k)). The result is a proper log
+    distribution (it sums to 1), so it can stand in for logits: softmax(logprobs / T) equals the
+    teacher's tempered distribution exactly on the top-k classes' relative odds.
+    """
+    b, k = indices.shape
+    if k >= num_classes:
+        raise ValueError(f"top-k storage with k={k} >= num_classes={num_classes}")
+    fill = np.log(np.maximum(residual.astype(np.float64), MIN_RESIDUAL) / (num_classes - k))
+    out = np.repeat(fill[:, None], num_classes, axis=1)
+    np.put_along_axis(out, indices.astype(np.int64), logprobs.astype(np.float64), axis=1)
+    return out.astype(np.float32)
+
+
+def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Per-row T^2 * KL(p_T || q_T): [B, C], [B, C] -> [B]."""
+    t = float(temperature)
+    log_q = F.log_softmax(student_logits.float() / t, dim=-1)
+    log_p = F.log_softmax(teacher_logits.float() / t, dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1) * (t * t)
+
+
+def kd_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor, centred: bool = False) -> torch.Tensor:
+    """Per-row mean squared error on logits: [B, C], [B, C] -> [B].
+
+    ``centred`` subtracts each row's mean from both sides first. Top-k shards store log-probabilities,
+    which equal the teacher's logits only up to a per-row constant, so MSE on them is only meaningful
+    after centring.
+    """
+    s, t = student_logits.float(), teacher_logits.float()
+    if centred:
+        s = s - s.mean(-1, keepdim=True)
+        t = t - t.mean(-1, keepdim=True)
+    return ((s - t) ** 2).mean(-1)
+
+
+def distill_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    gold: torch.Tensor,
+    *,
+    kind: str = "kl",
+    temperature: float = 2.0,
+    alpha: float = 0.5,
+    centred: bool = False,
+) -> tuple[torch.Tensor, dict]:
+    """The training loss of one batch and its parts (floats, for logging).
+
+    student_logits [B, C], teacher_logits [B, C] (raw logits, or log-probs from top-k shards),
+    gold [B] long with NO_GOLD where the row has no gold label.
+    """
+    if kind == "kl":
+        kd = kd_kl(student_logits, teacher_logits, temperature)
+    elif kind == "mse":
+        kd = kd_mse(student_logits, teacher_logits, centred=centred)
+    else:
+        raise ValueError(f"unknown loss kind {kind!r}; use 'kl' or 'mse'")
+    has_gold = gold != NO_GOLD
+    ce = F.cross_entropy(student_logits.float(), gold.clamp(min=0), reduction="none") * has_gold
+    per_row = alpha * kd + (1.0 - alpha) * ce if alpha < 1 else kd
+    loss = per_row.mean()
+    n_gold = int(has_gold.sum())
+    parts = {
+        "kd": float(kd.detach().mean()),
+        "ce": float(ce.detach().sum() / n_gold) if n_gold else math.nan,
+        "gold_rows": n_gold,
+    }
+    return loss, parts

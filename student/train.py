@@ -1,0 +1,176 @@
+"""`zuoxiao train`: distil a student from the label stage's soft-label shards.
+
+    metrics = train(cfg, Path("outputs/demo/label"), Path("outputs/demo/student"))
+
+Output (a save_pretrained directory, merged, safetensors): config.json (id2label = label names),
+model.safetensors, tokenizer files + vocab.txt, config.resolved.yaml, metrics.json, metrics.jsonl,
+checkpoints/ (save_state checkpoints and the best evaluated weights).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from student.data import ShardStream, collate
+from student.evaluate import evaluate_texts, predict_logits
+from student.loop import LoopSpec, fit, make_accelerator
+from student.losses import distill_loss
+from student.metrics import agreement, classification_metrics
+from student.models import (
+    apply_adapter,
+    build_student,
+    count_params,
+    freeze_word_embeddings,
+    merged,
+    save_model_dir,
+)
+from zuoxiao.config import Config, save_resolved
+from zuoxiao.datasource import read_labelled
+from zuoxiao.errors import ConfigError
+from zuoxiao.shards import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def _loss_fn(cfg: Config, storage: str):
+    lc = cfg.train.loss
+
+    def loss_fn(model, batch):
+        teacher, gold = batch.pop("teacher"), batch.pop("gold")  # [B, C], [B]
+        logits = model(**batch).logits  # [B, C]
+        return distill_loss(logits, teacher, gold, kind=lc.kind, temperature=lc.temperature, alpha=lc.alpha,
+                            centred=storage == "topk")
+
+    return loss_fn
+
+
+def _check_labels(cfg: Config, stream: ShardStream) -> list[str]:
+    names = stream.label_names
+    if cfg.task.label_names is not None and list(cfg.task.label_names) != names:
+        raise ConfigError(
+            f"task.label_names={cfg.task.label_names} but the shards in {stream.label_dir} were labelled with "
+            f"{names}; fix task.label_names or relabel"
+        )
+    return names
+
+
+def teacher_on_eval(teacher_path: str, label_names: list[str], cfg: Config, texts, gold) -> dict:
+    """Load the labelling teacher and measure it on the eval texts (predictions [N] kept for agreement)."""
+    from teacher.model import fingerprint, load_classifier, load_tokenizer
+
+    spec = cfg.label.teacher
+    model = load_classifier(teacher_path, label_names, spec.trust_remote_code)
+    tok = load_tokenizer(teacher_path, spec.trust_remote_code)
+    out = {"path": teacher_path, **count_params(model), "fingerprint": fingerprint(model)}
+    out.pop("trainable")
+    if texts is not None:
+        pred = predict_logits(model, tok, texts, spec.max_length, cfg.train.eval_batch_size).argmax(-1)
+        out.update(classification_metrics(pred, gold, len(label_names)), predictions=pred)
+    return out
+
+
+def train(cfg: Config, shards_dir: Path, out_dir: Path, resume: bool = False) -> dict:
+    """Distil, evaluate, save. Returns the metrics written to out_dir/metrics.json."""
+    from accelerate.utils import set_seed
+
+    t0 = time.time()
+    tc = cfg.train
+    shards_dir, out_dir = Path(shards_dir), Path(out_dir)
+    stream = ShardStream(shards_dir, tc.optim.batch_size, cfg.seed, tc.shuffle_buffer)
+    label_names = _check_labels(cfg, stream)
+    teacher_path = stream.manifest.get("teacher", {}).get("path")
+    if not teacher_path:
+        raise ConfigError(f"{shards_dir}/manifest.json names no teacher.path; relabel with this zuoxiao")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = make_accelerator(tc.optim.mixed_precision, out_dir)
+    set_seed(cfg.seed)
+
+    texts = gold = None
+    if cfg.task.eval is not None:
+        data = read_labelled(cfg.task.eval, label_names)
+        texts, gold = data.texts, np.asarray(data.labels)
+    else:
+        log.warning("task.eval is not set: no evaluation, early stopping or best checkpoint")
+    teacher = teacher_on_eval(teacher_path, label_names, cfg, texts, gold)
+    recorded = stream.manifest.get("teacher", {}).get("fingerprint")
+    if recorded and recorded != teacher["fingerprint"]:
+        log.warning("teacher %s has fingerprint %s but the shards were labelled by %s: the teacher changed "
+                    "since labelling", teacher_path, teacher["fingerprint"], recorded)
+    teacher_pred = teacher.pop("predictions", None)
+
+    set_seed(cfg.seed)  # the student's init does not depend on whether the teacher was evaluated
+    model, tokenizer = build_student(tc.student, teacher_path, label_names, tc.max_length,
+                                     cfg.label.teacher.trust_remote_code)
+    if tc.freeze_embeddings:
+        freeze_word_embeddings(model)
+    model = apply_adapter(model, tc.adapter)
+    counts = count_params(model)
+    log.info("student: %s parameters, %s trainable", f"{counts['params']:,}", f"{counts['trainable']:,}")
+
+    def evaluate(m) -> dict:
+        res = evaluate_texts(m, tokenizer, texts, gold, len(label_names), tc.max_length, tc.eval_batch_size)
+        pred = res.pop("predictions")
+        return {**res, "agreement": agreement(pred, teacher_pred)}
+
+    o = tc.optim
+    spec = LoopSpec(out_dir=out_dir, lr=o.lr, weight_decay=o.weight_decay, epochs=o.epochs, max_steps=o.max_steps,
+                    grad_accum=o.grad_accum, warmup_ratio=o.warmup_ratio, schedule=o.schedule,
+                    max_grad_norm=o.max_grad_norm, eval_every=tc.eval_every, checkpoint_every=tc.checkpoint_every,
+                    keep_checkpoints=tc.keep_checkpoints, patience=tc.early_stopping_patience, metric=tc.metric,
+                    resume=resume, desc="distil")
+    t_train = time.time()
+    info = fit(accelerator, model, stream, lambda raw: collate(raw, tokenizer, tc.max_length),
+               _loss_fn(cfg, stream.storage), evaluate if texts is not None else None, spec)
+    train_s = time.time() - t_train
+    final = merged(accelerator.unwrap_model(model))
+    final.eval()
+    student = {**count_params(final)}
+    student.pop("trainable")
+    if texts is not None:
+        student.update(evaluate(final))
+    metrics = {
+        "teacher": teacher,
+        "student": student,
+        "trainable_params": counts["trainable"],
+        "train": {**info, "rows": stream.num_rows, "storage": stream.storage, "train_seconds": round(train_s, 1),
+                  "seconds": round(time.time() - t0, 1)},
+        "label_names": label_names,
+        "shards": str(shards_dir),
+    }
+    if accelerator.is_main_process:
+        save_model_dir(final, tokenizer, out_dir, label_names)
+        save_resolved(cfg, out_dir)
+        write_json_atomic(out_dir / "metrics.json", metrics)
+    accelerator.wait_for_everyone()
+    return metrics
+
+
+def distill_model(model, tokenizer, shards_dir: Path, cfg: Config, *, max_steps: int, lr: float):
+    """A short distillation pass (recovery after pruning): same shards, same loss, no eval/checkpoints.
+
+    Returns the (unwrapped) model in eval mode. LoRA is not applied: every trainable parameter of
+    ``model`` is updated (freeze what you want kept before calling).
+    """
+    tc = cfg.train
+    stream = ShardStream(shards_dir, tc.optim.batch_size, cfg.seed, tc.shuffle_buffer)
+    _check_labels(cfg, stream)
+    if model.config.num_labels != stream.num_classes:
+        raise ConfigError(f"model has {model.config.num_labels} labels, the shards {stream.num_classes}")
+    with tempfile.TemporaryDirectory(prefix="zx-distill-") as tmp:
+        accelerator = make_accelerator(tc.optim.mixed_precision, Path(tmp))
+        o = tc.optim
+        spec = LoopSpec(out_dir=Path(tmp), lr=lr, weight_decay=o.weight_decay, epochs=1.0, max_steps=max_steps,
+                        grad_accum=1, warmup_ratio=o.warmup_ratio, schedule=o.schedule,
+                        max_grad_norm=o.max_grad_norm, eval_every=None, checkpoint_every=None, desc="recover")
+        model.train()
+        fit(accelerator, model, stream, lambda raw: collate(raw, tokenizer, tc.max_length),
+            _loss_fn(cfg, stream.storage), None, spec)
+        out = accelerator.unwrap_model(model)
+    out.eval()
+    return out
+

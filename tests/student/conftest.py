@@ -1,0 +1,132 @@
+"""Tiny offline fixtures for the train stage: a 2-class toy task, a 4-layer 32-wide BERT teacher with a
+WordPiece tokenizer, and soft-label shards written the way the label stage writes them."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from zuoxiao.config import parse_config
+from zuoxiao.shards import schema_with_metadata, sha256_file, write_json_atomic
+
+POS = ["good", "great", "nice", "fine", "superb", "lovely"]
+NEG = ["bad", "awful", "poor", "sad", "terrible", "ugly"]
+FILL = ["the", "a", "movie", "film", "was", "is", "very", "plot", "actor", "really", "quite", "story"]
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def make_rows(n: int, seed: int) -> list[dict]:
+    """Toy sentiment: label 1 when the text holds a positive word, else 0."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = rng.randrange(2)
+        words = rng.sample(FILL, rng.randint(2, 7)) + [rng.choice(POS if label else NEG)]
+        rng.shuffle(words)
+        rows.append({"id": f"r{seed}-{i}", "text": " ".join(words), "label": ["neg", "pos"][label], "y": label})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def make_tiny_bert(path: Path, num_labels: int = 2, layers: int = 4, seed: int = 0) -> Path:
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = path / "vocab.txt"
+    vocab.write_text("\n".join(SPECIAL + POS + NEG + FILL) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(vocab))
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(SPECIAL + POS + NEG + FILL), hidden_size=32, num_hidden_layers=layers,
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                     num_labels=num_labels)
+    BertForSequenceClassification(cfg).save_pretrained(str(path))
+    tok.save_pretrained(str(path))
+    return path
+
+
+def write_shards(out: Path, rows: list[dict], logits: np.ndarray, label_names: list[str], teacher_path: str,
+                 storage: str = "full", top_k: int = 2, n_shards: int = 2, gold_every: int = 1,
+                 row_group_size: int | None = None) -> Path:
+    """Shards + manifest as pipelines/label.py writes them. Row i keeps its gold label when i % gold_every == 0."""
+    (out / "shards").mkdir(parents=True, exist_ok=True)
+    logits = np.asarray(logits, dtype=np.float32)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    probs = np.exp(logp)
+    cols = {
+        "id": [r["id"] for r in rows], "text": [r["text"] for r in rows],
+        "gold": [r["y"] if i % gold_every == 0 else None for i, r in enumerate(rows)],
+        "augmented": [False] * len(rows), "teacher_argmax": logits.argmax(-1).astype(np.int32).tolist(),
+        "confidence": probs.max(-1).tolist(), "entropy": (-(probs * logp).sum(-1)).tolist(),
+        "num_tokens": [len(r["text"].split()) + 2 for r in rows], "truncated": [False] * len(rows),
+    }
+    if storage == "full":
+        cols.update(logits=logits.tolist(), topk_indices=[None] * len(rows), topk_logprobs=[None] * len(rows),
+                    residual_mass=[0.0] * len(rows))
+    else:
+        idx = np.argsort(-logp, axis=-1)[:, :top_k]
+        lp = np.take_along_axis(logp, idx, -1)
+        cols.update(logits=[None] * len(rows), topk_indices=idx.astype(np.int32).tolist(),
+                    topk_logprobs=lp.tolist(), residual_mass=(1 - np.exp(lp).sum(-1)).clip(0).tolist())
+    schema = schema_with_metadata(label_names, storage)
+    table = pa.Table.from_pydict(cols, schema=schema)
+    shards = []
+    for k, part in enumerate(np.array_split(np.arange(len(rows)), n_shards)):
+        name = f"shards/part-{k:05d}-of-{n_shards:05d}.parquet"
+        pq.write_table(table.take(part), out / name, compression="zstd", row_group_size=row_group_size)
+        shards.append({"file": name, "rows": len(part), "sha256": sha256_file(out / name)})
+    write_json_atomic(out / "manifest.json", {
+        "schema_version": 1, "shards": shards, "label_names": label_names, "num_classes": len(label_names),
+        "storage": storage, "teacher": {"path": teacher_path, "fingerprint": None},
+        "counts": {"rows": len(rows)},
+    })
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("teacher") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("toy")
+    rows = make_rows(192, seed=1)
+    return {"dir": d, "rows": rows, "train": write_jsonl(d / "train.jsonl", rows),
+            "eval": write_jsonl(d / "eval.jsonl", make_rows(48, seed=2))}
+
+
+@pytest.fixture(scope="session")
+def toy_shards(tmp_path_factory, tiny_teacher, toy_data) -> Path:
+    """Full-storage shards with a sharp synthetic teacher (logit +-2 towards the gold class)."""
+    rows = toy_data["rows"]
+    logits = np.array([[-2.0, 2.0] if r["y"] else [2.0, -2.0] for r in rows])
+    return write_shards(tmp_path_factory.mktemp("label"), rows, logits, ["neg", "pos"], str(tiny_teacher),
+                        gold_every=2)
+
+
+def make_cfg(teacher: Path, data: dict, **train) -> object:
+    raw = {
+        "seed": 0,
+        "task": {"name": "toy", "label_names": ["neg", "pos"], "eval": {"path": str(data["eval"])}},
+        "label": {"input": {"path": str(data["train"])}, "teacher": {"path": str(teacher), "max_length": 32}},
+        "train": {"max_length": 32, "eval_every": 2, "student": {"layers": [0, 3]}, "checkpoint_every": 2,
+                  "optim": {"batch_size": 16, "max_steps": 4, "lr": 1e-3, "warmup_ratio": 0.0}},
+    }
+    for key, value in train.items():
+        node = raw["train"]
+        *parents, last = key.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return parse_config(raw)
