@@ -32,7 +32,11 @@ class BeamConfig(StrictModel):
 class LabelConfig(StrictModel):
     input: DataSource | None = Field(None, description="task rows to label (the transfer set)")
     teacher: TeacherSpec = Field(default_factory=TeacherSpec)
-    batch_size: int = Field(64, ge=1, le=4096)
+    batch_size: int = Field(64, ge=1, le=4096, description="most rows per teacher batch")
+    max_batch_tokens: int | None = Field(
+        None, ge=8, description="also cap rows x tokens per batch, so batches of long rows get fewer rows "
+        "(bounds memory); null = batch_size rows whatever their length",
+    )
     max_full_classes: int = Field(
         32, ge=2, description="store all logits up to this many classes; above it store top-k"
     )
