@@ -1,0 +1,53 @@
+"""Logits, predictions and calibration on an evaluation set, for PyTorch and ONNX models alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+
+@torch.no_grad()
+def torch_logits(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64,
+                 progress: bool = False) -> np.ndarray:
+    """Logits [N, C] (float32). Rows are sorted by length inside so padding stays small."""
+    model.eval()
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = np.zeros((len(texts), model.config.num_labels), np.float32)
+    starts = range(0, len(texts), batch_size)
+    for s in tqdm(starts, desc="eval", leave=False, disable=not progress):
+        idx = order[s : s + batch_size]
+        enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt")
+        out[idx] = model(**enc).logits.float().numpy()
+    return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def ece(probs: np.ndarray, gold: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error: sum over confidence bins of |accuracy - confidence| * bin share."""
+    conf = probs.max(-1)
+    correct = probs.argmax(-1) == gold
+    edges = np.linspace(0, 1, bins + 1)
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        inb = (conf > lo) & (conf <= hi)
+        if inb.any():
+            total += inb.mean() * abs(correct[inb].mean() - conf[inb].mean())
+    return float(total)
+
+
+def per_class_disagreement(student_pred: np.ndarray, teacher_pred: np.ndarray, names: list[str]) -> list[dict]:
+    """For each class the teacher predicts: how often the student says something else, worst first."""
+    rows = []
+    for c, name in enumerate(names):
+        sel = teacher_pred == c
+        if sel.any():
+            rows.append({"class": name, "teacher_rows": int(sel.sum()),
+                         "disagreement": float(np.mean(student_pred[sel] != c))})
+    return sorted(rows, key=lambda r: -r["disagreement"])
