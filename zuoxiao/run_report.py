@@ -55,9 +55,8 @@ def collect_metrics(paths: StagePaths, dones: dict, out: Path) -> dict:
     manifest = _read(paths.label / "manifest.json")
     counts = manifest.get("counts", {}) if manifest else {}
     hits, misses = counts.get("cache_hits"), counts.get("cache_misses")
-    teacher_s = _first(manifest, "counts.teacher_seconds", "teacher_seconds", "timing.teacher_seconds",
-                       "timings.teacher_seconds")
-    m.update(rows_labelled=_first(counts, "written", "rows_written", "rows"), cache_hits=hits,
+    teacher_s = _first(manifest, "timings.teacher_s", "counts.teacher_seconds")
+    m.update(rows_labelled=_first(counts, "labeled", "written"), cache_hits=hits,
              cache_misses=misses, teacher_seconds=teacher_s)
     if isinstance(hits, int) and isinstance(misses, int) and hits + misses:
         m["cache_hit_rate"] = round(hits / (hits + misses), 4)
@@ -69,18 +68,15 @@ def collect_metrics(paths: StagePaths, dones: dict, out: Path) -> dict:
     m["teacher_accuracy"] = _acc(_first(student, "teacher", "teacher_accuracy"))
     m["student_accuracy"] = _acc(_first(student, "student", "student_accuracy"))
     comp = (dones.get("compress") or {}).get("result") or {}
-    gate = comp.get("gate") if isinstance(comp.get("gate"), dict) else {}
-    shipped = _first(comp, "accuracy", "bundle.accuracy", "metrics.accuracy", "final.accuracy")
-    m["shipped_accuracy"] = _acc(shipped) if shipped is not None else _first(gate, "accuracy")
-    m["teacher_accuracy"] = m["teacher_accuracy"] or _first(comp, "teacher_accuracy", "gate.teacher_accuracy")
+    m["shipped_accuracy"] = _acc(_first(comp, "final.accuracy", "accuracy"))
+    m["teacher_accuracy"] = m["teacher_accuracy"] or _acc(_first(comp, "teacher.accuracy", "teacher_accuracy"))
     final = m["shipped_accuracy"] if m["shipped_accuracy"] is not None else m["student_accuracy"]
     retention = _first(comp, "retention", "gate.retention")
     if retention is None and final is not None and m["teacher_accuracy"]:
         retention = final / m["teacher_accuracy"]
     m["retention"] = round(retention, 4) if isinstance(retention, (int, float)) else None
-    m["size_mb"] = _first(comp, "size_mb", "bundle.size_mb", "final.size_mb", "gate.size_mb")
-    m["latency_ms_p50"] = _first(comp, "latency_ms_p50", "bundle.latency_ms_p50", "final.latency_ms_p50",
-                                 "gate.latency_ms_p50")
+    m["size_mb"] = _first(comp, "gate.size_mb", "size_mb")
+    m["latency_ms_p50"] = _first(comp, "gate.latency_ms_p50", "final.latency_ms.b1.p50", "latency_ms_p50")
     return m
 
 

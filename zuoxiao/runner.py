@@ -225,6 +225,14 @@ def _prune_runs(out: Path, keep: int, current: str) -> list[str]:
     latest = (_read_json(out / "latest.json") or {}).get("run_id")
     finished = [r for r, s in _runs(out) if s.get("status") in FINISHED and r not in (current, latest)]
     doomed = finished[: max(0, len(finished) - (keep - 1))]
+    # A kept run may have reused (hard-linked) stages of an older one whose paths its manifests still name
+    # (e.g. the label manifest's teacher path): keep those too.
+    referenced = set()
+    for r, _ in _runs(out):
+        if r not in doomed:
+            for d in ("teacher", "label", "student", "compress"):
+                referenced.add((_read_json(out / "runs" / r / d / ".done.json") or {}).get("reused_from"))
+    doomed = [r for r in doomed if r not in referenced]
     for r in doomed:
         shutil.rmtree(out / "runs" / r, ignore_errors=True)
     return doomed
@@ -361,7 +369,9 @@ def _execute(cfg, stage, fp, fn, paths, cache_dir, events, console, label, why, 
     try:
         result = fn(cfg, paths, ctx)
     except GateFailed as err:  # a verdict, not a crash: recorded like any result, so reruns report it too
-        result = {"gate": {"passed": False, "message": str(err)}}
+        report = getattr(err, "report", None) or {}
+        result = {"gate": {**(report.get("gate") or {}), "passed": False, "message": str(err)},
+                  "final": report.get("bundle"), "teacher": report.get("teacher")}
     except BaseException as err:
         events.emit("stage_failed", stage=stage, seconds=round(time.perf_counter() - t0, 3),
                     error=f"{type(err).__name__}: {err}")

@@ -48,3 +48,38 @@ def fake_job(tmp_path):
     make.data = data
     make.out = tmp_path / "out"
     return make
+
+
+def build_tiny_backbone(directory: Path) -> Path:
+    """A 2-layer, 32-wide BERT encoder (no head, like the embedded MiniLM) with a WordPiece vocab that covers
+    the demo task's words, saved with save_pretrained. Built offline in well under a second."""
+    import re
+
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from zuoxiao.demo_data import GREETINGS, SIGNOFFS, SLOTS, TEMPLATES
+
+    words = set()
+    for src in (*TEMPLATES.values(), GREETINGS, SIGNOFFS, *SLOTS.values()):
+        for t in src:
+            words.update(re.findall(r"[a-z]+", t.lower()))
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,!?'#$:()-")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(words) + letters + ["##" + x for x in letters]
+    vocab = list(dict.fromkeys(vocab))
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    # transformers 5 ignores vocab_file= silently (every token becomes [UNK]); vocab= takes the file path
+    tok = BertTokenizerFast(vocab=str(directory / "vocab.txt"), do_lower_case=True)
+    assert tok.tokenize("refund please") == ["refund", "please"], "tiny tokenizer lost its vocabulary"
+    tok.save_pretrained(directory)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory) -> Path:
+    return build_tiny_backbone(tmp_path_factory.mktemp("zx-backbone") / "tiny-bert")
