@@ -181,6 +181,7 @@ def fit(accelerator, model, source, collate: Callable, loss_fn: Callable, evalua
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
 
+    resumed_from = state["step"] or None
     model.train()
     bar = tqdm(total=total, initial=state["step"], desc=spec.desc, unit="step",
                disable=not accelerator.is_local_main_process)
@@ -234,7 +235,7 @@ def fit(accelerator, model, source, collate: Callable, loss_fn: Callable, evalua
     unwrapped.eval()
     return {"steps": state["step"], "total_steps": total, "steps_per_epoch": steps_per_epoch,
             "epochs_run": round(state["step"] / steps_per_epoch, 3), "best_step": state["best_step"],
-            "best": state["best"], "stopped_early": stop, "history": state["history"],
+            "best": state["best"], "stopped_early": stop, "history": state["history"], "resumed_from": resumed_from,
             "processes": world, "mixed_precision": accelerator.mixed_precision}
 
 

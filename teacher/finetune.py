@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,5 +128,6 @@ def finetune_teacher(cfg: Config, out_dir: Path) -> dict:
         save_model_dir(model, tokenizer, out_dir, label_names)
         save_resolved(cfg, out_dir)
         write_json_atomic(out_dir / "metrics.json", metrics)
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the best weights are the saved model
     accelerator.wait_for_everyone()
     return metrics

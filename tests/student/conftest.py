@@ -45,7 +45,9 @@ def make_tiny_bert(path: Path, num_labels: int = 2, layers: int = 4, seed: int =
     path.mkdir(parents=True, exist_ok=True)
     vocab = path / "vocab.txt"
     vocab.write_text("\n".join(SPECIAL + POS + NEG + FILL) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(vocab))
+    # transformers 5 ignores BertTokenizerFast(vocab_file=...) (5 special tokens only); from a dir it reads vocab.txt
+    tok = BertTokenizerFast.from_pretrained(str(path))
+    assert len(tok) == len(SPECIAL + POS + NEG + FILL)
     torch.manual_seed(seed)
     cfg = BertConfig(vocab_size=len(SPECIAL + POS + NEG + FILL), hidden_size=32, num_hidden_layers=layers,
                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
@@ -115,10 +117,12 @@ def toy_shards(tmp_path_factory, tiny_teacher, toy_data) -> Path:
                         gold_every=2)
 
 
-def make_cfg(teacher: Path, data: dict, **train) -> object:
+def make_cfg(teacher: Path, data: dict, evaluate: bool = True, **train) -> object:
+    """A Config for the toy task; train.* overrides as keyword args, nested keys joined by '__'."""
     raw = {
         "seed": 0,
-        "task": {"name": "toy", "label_names": ["neg", "pos"], "eval": {"path": str(data["eval"])}},
+        "task": {"name": "toy", "label_names": ["neg", "pos"],
+                 "eval": {"path": str(data["eval"])} if evaluate else None},
         "label": {"input": {"path": str(data["train"])}, "teacher": {"path": str(teacher), "max_length": 32}},
         "train": {"max_length": 32, "eval_every": 2, "student": {"layers": [0, 3]}, "checkpoint_every": 2,
                   "optim": {"batch_size": 16, "max_steps": 4, "lr": 1e-3, "warmup_ratio": 0.0}},
