@@ -43,8 +43,17 @@ def resolve_precision(requested: str, cpu: bool) -> str:
 
 
 def make_accelerator(mixed_precision: str, out_dir: Path, cpu: bool = False):
-    """One Accelerator; TensorBoard tracking only when tensorboard is installed."""
+    """One Accelerator; TensorBoard tracking only when tensorboard is installed.
+
+    Under a multi-process launcher on a machine without CUDA (`accelerate launch --multi_gpu
+    --num_processes 2`, or torchrun), Accelerate only forms the gloo process group when told cpu=True;
+    otherwise every process would train alone. (`accelerate launch --cpu --num_processes 2` starts ONE
+    process: Accelerate's simple launcher needs mpirun for several CPU processes.)
+    """
     from accelerate import Accelerator
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        cpu = True
 
     try:
         import tensorboard  # noqa: F401
@@ -231,8 +240,7 @@ def fit(accelerator, model, source, collate: Callable, loss_fn: Callable, evalua
         from safetensors.torch import load_file
 
         unwrapped.load_state_dict(load_file(str(best_path)))
-    accelerator.end_training()
-    unwrapped.eval()
+    unwrapped.eval()  # the caller ends training (end_training also tears down the process group)
     return {"steps": state["step"], "total_steps": total, "steps_per_epoch": steps_per_epoch,
             "epochs_run": round(state["step"] / steps_per_epoch, 3), "best_step": state["best_step"],
             "best": state["best"], "stopped_early": stop, "history": state["history"], "resumed_from": resumed_from,

@@ -147,6 +147,7 @@ def train(cfg: Config, shards_dir: Path, out_dir: Path, resume: bool = False) ->
         save_resolved(cfg, out_dir)
         write_json_atomic(out_dir / "metrics.json", metrics)
     accelerator.wait_for_everyone()
+    accelerator.end_training()
     return metrics
 
 
@@ -171,6 +172,7 @@ def distill_model(model, tokenizer, shards_dir: Path, cfg: Config, *, max_steps:
         fit(accelerator, model, stream, lambda raw: collate(raw, tokenizer, tc.max_length),
             _loss_fn(cfg, stream.storage), None, spec)
         out = accelerator.unwrap_model(model)
+        accelerator.end_training()
     out.eval()
     return out
 

@@ -130,4 +130,5 @@ def finetune_teacher(cfg: Config, out_dir: Path) -> dict:
         write_json_atomic(out_dir / "metrics.json", metrics)
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the best weights are the saved model
     accelerator.wait_for_everyone()
+    accelerator.end_training()
     return metrics
