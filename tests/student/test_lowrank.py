@@ -49,3 +49,27 @@ def test_low_rank_skips_layers_that_would_grow():
     rep = low_rank(m, [r"intermediate\.dense$"], rank=32)  # 32 * (32 + 64) > 32 * 64
     assert not any(v["replaced"] for v in rep.values())
     assert isinstance(m.bert.encoder.layer[0].intermediate.dense, nn.Linear)
+
+
+def test_embedding_factorisation_full_rank_exact_reloads_and_exports(tmp_path):
+    from student.export import export_onnx, max_abs_diff
+    from student.lowrank import LowRankEmbedding
+
+    tok = make_tokenizer(tmp_path / "tok")
+    m = make_model()
+    enc = tok(["good movie", "the plot was dull"], padding=True, return_tensors="pt")
+    ref = m(**enc).logits
+    full = low_rank(m, [r"word_embeddings$"], rank=32, force=True)
+    assert isinstance(m.bert.embeddings.word_embeddings, LowRankEmbedding)
+    assert full["bert.embeddings.word_embeddings"]["rank"] == 32
+    assert torch.allclose(ref, m(**enc).logits, atol=1e-5)
+    m = make_model()
+    before = sum(p.numel() for p in m.parameters())
+    low_rank(m, [r"word_embeddings$"], rank=8)
+    v = m.config.vocab_size
+    assert before - sum(p.numel() for p in m.parameters()) == v * 32 - 8 * (v + 32)
+    save_model(m, tok, tmp_path / "m")
+    m2, _ = load_model(tmp_path / "m")
+    assert torch.allclose(m(**enc).logits, m2(**enc).logits, atol=1e-6)
+    path = export_onnx(m2, tok, tmp_path / "m.onnx")
+    assert max_abs_diff(m2, tok, path, ["good movie", "a fun story"], 16) < 1e-4

@@ -77,7 +77,8 @@ class Magnitude(StrictModel):
 
 
 class LowRank(StrictModel):
-    """SVD factorisation W ~ U_r S_r V_r^T of chosen nn.Linear layers (regex on module names)."""
+    """SVD factorisation W ~ U_r S_r V_r^T of chosen nn.Linear layers, or nn.Embedding ones such as
+    'word_embeddings$' (ALBERT-style factorised embeddings), chosen by regex on module names."""
 
     kind: Literal["low_rank"]
     rank: int | None = Field(None, ge=1, description="fixed rank; when set, energy is ignored")
