@@ -105,3 +105,11 @@ def test_label_then_train_end_to_end(tmp_path, tiny_teacher, toy_data):
     assert m["train"]["rows"] == 192 and m["train"]["steps"] == 4
     assert m["teacher"]["path"] == manifest["teacher"]["path"]
     assert (tmp_path / "student" / "model.safetensors").is_file()
+
+
+def test_early_stopping(tmp_path, tiny_teacher, toy_data, toy_shards):
+    # lr ~ 0: the eval metric cannot improve after the first evaluation -> patience 1 stops at step 4
+    cfg = make_cfg(tiny_teacher, toy_data, early_stopping_patience=1,
+                   optim={"max_steps": 10, "batch_size": 16, "lr": 1e-12})
+    m = train(cfg, toy_shards, tmp_path / "s")
+    assert m["train"]["stopped_early"] and m["train"]["steps"] == 4 and m["train"]["best_step"] == 2
