@@ -130,6 +130,13 @@ def stage_inputs(cfg, stage: str) -> dict:
     return inputs
 
 
+def _now_precise() -> str:
+    """UTC with microseconds: orders runs started within the same second."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -221,6 +228,15 @@ def _point_latest(out: Path, run_id: str) -> None:
                                             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
 
+def _newer_than_latest(out: Path, state: dict) -> bool:
+    """A rerun of an older run (a backfill, a scheduler retry of last week) must not move `latest` back."""
+    current = (_read_json(out / "latest.json") or {}).get("run_id")
+    if not current or current == state["run_id"]:
+        return True
+    other = _read_json(out / "runs" / current / "run.json") or {}
+    return other.get("started_at", "") <= state["started_at"]
+
+
 def _prune_runs(out: Path, keep: int, current: str) -> list[str]:
     latest = (_read_json(out / "latest.json") or {}).get("run_id")
     finished = [r for r, s in _runs(out) if s.get("status") in FINISHED and r not in (current, latest)]
@@ -258,7 +274,7 @@ def run_job(cfg, force=(), stage_fns: dict | None = None, console=None) -> dict:
         run_dir = paths.root
         (run_dir / "logs").mkdir(parents=True, exist_ok=True)
         state = (_read_json(run_dir / "run.json") if resumed else None) or {
-            "run_id": run_id, "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "attempts": 0}
+            "run_id": run_id, "started_at": _now_precise(), "attempts": 0}
         state.update(status="running", attempts=state.get("attempts", 0) + 1, pid=os.getpid())
         write_json_atomic(run_dir / "run.json", state)
         save_resolved(cfg, run_dir)
@@ -280,16 +296,19 @@ def run_job(cfg, force=(), stage_fns: dict | None = None, console=None) -> dict:
             handler.close()
             raise
         gate = _gate_of(stages.get("compress", {}).get("done"))
+        moved = False
         if "compress" not in chain or gate is None:
             status, exit_code = "partial", EXIT_OK  # no gate ran: nothing to publish, resumable later
         elif gate.get("passed"):
             status, exit_code = "passed", EXIT_OK
-            _point_latest(out, run_id)
+            moved = _newer_than_latest(out, state)
+            if moved:
+                _point_latest(out, run_id)
         else:
             status, exit_code = "gate_failed", EXIT_GATE_FAILED
         summary = {
             "run_id": run_id, "run_dir": str(run_dir), "status": status, "exit_code": exit_code,
-            "resumed": resumed, "gate": gate, "latest_moved": status == "passed",
+            "resumed": resumed, "gate": gate, "latest_moved": status == "passed" and moved,
             "bundle": str(paths.bundle) if status == "passed" else None,
             "stages": {s: {k: v for k, v in info.items() if k != "done"} for s, info in stages.items()},
             "metrics": collect_metrics(paths, {s: i.get("done") for s, i in stages.items()}, out),

@@ -175,3 +175,11 @@ def test_train_launcher_runs_train_in_a_subprocess_with_the_resolved_config(fake
     assert argv[:3] == ["-m", "zuoxiao.cli", "train"] and argv[3].endswith("config.resolved.yaml")
     assert load_config(argv[3]).run.train_launcher == [sys.executable, str(launcher)]
     assert argv[argv.index("--shards") + 1] == str(Path(s["run_dir"]) / "label")
+
+
+def test_rerunning_an_older_run_does_not_move_latest_back(fake_job):
+    old = _run(fake_job(run__run_id="monday"))
+    new = _run(fake_job(run__run_id="tuesday"))
+    again = _run(fake_job(run__run_id="monday"))  # e.g. a scheduler retry of Monday's run
+    assert again["status"] == "passed" and not again["latest_moved"]
+    assert json.loads((fake_job.out / "latest.json").read_text())["run_id"] == new["run_id"] != old["run_id"]
