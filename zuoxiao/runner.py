@@ -121,6 +121,10 @@ def stage_inputs(cfg, stage: str) -> dict:
                       eval=data_fingerprint(cfg.task.eval), backbone=model_fingerprint(cfg.finetune.teacher.path))
     elif stage == "label":
         label = cfg.label.model_dump(mode="json")
+        # Where and how parallel the pipeline runs does not change the labels: moving the label stage to
+        # Dataflow/Flink/Spark, or giving it more threads, must not invalidate finished work.
+        label.pop("beam", None)
+        label["teacher"].pop("num_threads", None)
         inputs.update(label=label, data=data_fingerprint(cfg.label.input))
         inputs["task"] = {k: v for k, v in task.items() if k != "eval"}  # label never reads the eval set
     else:

@@ -183,3 +183,12 @@ def test_rerunning_an_older_run_does_not_move_latest_back(fake_job):
     again = _run(fake_job(run__run_id="monday"))  # e.g. a scheduler retry of Monday's run
     assert again["status"] == "passed" and not again["latest_moved"]
     assert json.loads((fake_job.out / "latest.json").read_text())["run_id"] == new["run_id"] != old["run_id"]
+
+
+def test_execution_settings_do_not_invalidate_labels(fake_job):
+    cfg = fake_job(run__run_id="r")
+    _run(cfg)
+    s = _run(cfg, overrides=["label.beam.runner=FlinkRunner", "label.teacher.num_threads=8"])
+    assert set(_actions(s).values()) == {"skipped"}
+    s = _run(cfg, overrides=["label.batch_size=7"])  # a real input of the stage: relabel and below
+    assert _actions(s) == {"finetune": "skipped", "label": "ran", "train": "ran", "compress": "ran"}
