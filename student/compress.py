@@ -93,8 +93,9 @@ def teacher_record(ctx: Context) -> dict | None:
         log.warning("no teacher path in %s/metrics.json: agreement and retention use recorded numbers only",
                     ctx.paths.student)
         return {"name": "teacher", "kind": "teacher", "accuracy": recorded.get("accuracy"), "recorded_only": True}
-    model = load_classifier(path)
-    tok = load_tokenizer(path)
+    # label names as the label stage passes them: an un-finetuned backbone gets the same seeded head
+    model = load_classifier(path, ctx.label_names, ctx.cfg.label.teacher.trust_remote_code)
+    tok = load_tokenizer(path, ctx.cfg.label.teacher.trust_remote_code)
     max_len = ctx.cfg.label.teacher.max_length
     key = {"fingerprint": fingerprint(model), "eval_rows": len(ctx.texts), "max_length": max_len,
            "eval_hash": hash_texts(ctx.texts), "latency_seq_len": ctx.cc.latency_seq_len}

@@ -65,6 +65,10 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
         "ece": round(ece(probs, ctx.gold), 5),
         "disagreement_by_class": None if teacher_pred is None else per_class_disagreement(
             pred, teacher_pred, ctx.label_names),
+        "recall_by_class": sorted(({"class": n, "rows": int((ctx.gold == c).sum()),
+                                    "recall": round(float((pred[ctx.gold == c] == c).mean()), 4)}
+                                   for c, n in enumerate(ctx.label_names) if (ctx.gold == c).any()),
+                                  key=lambda r: r["recall"]),
         "bytes": sum((staging / f).stat().st_size for f in RUNTIME_FILES if (staging / f).is_file()),
         "model_bytes": (staging / "model.onnx").stat().st_size,
         "latency_ms": final_rec["latency_ms"], "runtime": final_rec["runtime"],

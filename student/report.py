@@ -161,6 +161,8 @@ p95 {_fmt(lat['b1']['p95'])} ms; batch 32 p50 {_fmt(lat.get('b32', {}).get('p50'
 Classes where the bundle and the teacher disagree most:
 {weak}
 
+Lowest recall against gold: {', '.join(f"{r['class']} {r['recall']:.1%} ({r['rows']} rows)" for r in shipped.get('recall_by_class', [])[:3])}.
+
 Calibration: expected calibration error (15 bins) = {shipped['ece']:.4f} on the gold set; probabilities are
 the softmax of distilled logits and were not recalibrated.
 Vocabulary: if the vocabulary was trimmed to the transfer set, words never seen there split into characters
