@@ -59,6 +59,13 @@ def _vocab(ctx, state, step, out):
     ts = read_transfer(ctx.paths.label, limit=step.max_rows, seed=ctx.cfg.seed)
     model, tok, info = trim_vocab(state.model, state.tokenizer, ts.texts, out, min_count=step.min_count,
                                   keep_chars=step.keep_chars, check_texts=ctx.texts)
+    if step.max_positions is not None:
+        from student.vocab import trim_positions
+
+        if step.max_positions < ctx.max_length:
+            raise InputError(f"vocab_trim.max_positions={step.max_positions} is below the max_length "
+                             f"{ctx.max_length} used for eval/export; raise it to at least {ctx.max_length}")
+        info.update(trim_positions(model, step.max_positions))
     return _save(replace(state, model=model, tokenizer=tok), out), info
 
 

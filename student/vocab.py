@@ -127,3 +127,28 @@ def trim_vocab(model, tokenizer, texts: list[str], out_dir: str | Path, *, min_c
         info["eval_unk_rate_before"] = round(unk_rate(tokenizer, check_texts), 5)
         info["eval_unk_rate_after"] = round(unk_rate(new_tok, check_texts), 5)
     return model, new_tok, info
+
+
+def trim_positions(model, max_positions: int) -> dict:
+    """Keep the first ``max_positions`` absolute position embeddings [P, d] -> [P', d].
+
+    Inputs are truncated to max_length tokens, so later positions are never read; the model's
+    ``position_ids`` buffer is cut to match. Returns what was removed.
+    """
+    emb = model.base_model.embeddings
+    pos = getattr(emb, "position_embeddings", None)
+    if not isinstance(pos, nn.Embedding):
+        raise InputError("vocab_trim.max_positions needs absolute position embeddings; set it to null")
+    if max_positions >= pos.num_embeddings:
+        return {"positions_before": pos.num_embeddings, "positions_after": pos.num_embeddings}
+    new = nn.Embedding(max_positions, pos.embedding_dim)
+    with torch.no_grad():
+        new.weight.copy_(pos.weight[:max_positions])
+    before = pos.num_embeddings
+    emb.position_embeddings = new
+    for name in ("position_ids", "token_type_ids"):
+        buf = getattr(emb, name, None)
+        if isinstance(buf, torch.Tensor) and buf.dim() == 2 and buf.shape[1] > max_positions:
+            emb.register_buffer(name, buf[:, :max_positions].clone(), persistent=False)
+    model.config.max_position_embeddings = max_positions
+    return {"positions_before": before, "positions_after": max_positions}

@@ -43,3 +43,20 @@ def test_keep_chars_lets_unseen_words_split_instead_of_unk(tmp_path):
     assert unk_rate(strict, ["zebra"]) == 1.0
     assert chars.tokenize("zebra") == ["z", "##e", "##b", "##r", "##a"]
     assert info["eval_unk_rate_before"] == 0.0 and info["eval_unk_rate_after"] == 0.0
+
+
+def test_trim_positions_keeps_logits_and_reloads(tmp_path):
+    from student.modelio import load_model, save_model
+    from student.vocab import trim_positions
+
+    tok = make_tokenizer(tmp_path / "tok")
+    model = make_model()  # 64 positions
+    texts = ["good movie", "the actors was boring , not superb"]
+    before = _logits(model, tok, texts)
+    info = trim_positions(model, 16)
+    assert info == {"positions_before": 64, "positions_after": 16}
+    assert model.bert.embeddings.position_embeddings.weight.shape == (16, 32)
+    assert torch.allclose(before, _logits(model, tok, texts), atol=1e-6)
+    save_model(model, tok, tmp_path / "m")
+    again, _ = load_model(tmp_path / "m")
+    assert torch.allclose(before, _logits(again, tok, texts), atol=1e-6)

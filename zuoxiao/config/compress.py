@@ -32,6 +32,10 @@ class VocabTrim(StrictModel):
         "split into characters instead of becoming [UNK]"
     )
     max_rows: int | None = Field(None, ge=1, description="scan at most this many shard rows; null = all")
+    max_positions: int | None = Field(
+        None, ge=8, description="also keep only this many position embeddings (>= the max_length used for "
+        "eval/export); null = keep all"
+    )
 
 
 class PruneHeads(StrictModel):
