@@ -86,3 +86,51 @@ def test_tiny_full_run_twice_with_cache(tmp_path, tiny_backbone):
 
     third = run_job(load_config(cfg_path), console=quiet)  # nothing changed: everything reused
     assert set(i["action"] for i in third["stages"].values()) == {"reused"}
+
+
+class _Crash(BaseException):
+    """Stands in for a kill: not an Exception, so nothing on the way up handles it."""
+
+
+def test_crash_mid_train_resumes_from_checkpoint_to_identical_outputs(tmp_path, tiny_backbone, monkeypatch):
+    import accelerate
+
+    write_demo_data(tmp_path / "data", seed=1, n_gold=16, n_unlabeled=240, n_test=48)
+    overrides = ["finetune=", f"label.teacher.path={tiny_backbone}", "task.label_names=" + json.dumps(
+        sorted({json.loads(x)["label"] for x in (tmp_path / "data" / "test.jsonl").read_text().splitlines()})),
+        "train.checkpoint_every=5", "train.optim.epochs=2", "compress.steps=[{kind: quantize}]"]
+    quiet = Console(file=open(os.devnull, "w"))
+    cfg_path = _config(tmp_path, tiny_backbone)
+    clean = run_job(load_config(cfg_path, overrides + [f"output_dir={tmp_path / 'clean'}"]), console=quiet)
+    assert clean["exit_code"] == 0
+
+    original, saves = accelerate.Accelerator.save_state, []
+
+    def save_then_die(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        saves.append(args)
+        if len(saves) == 2:
+            raise _Crash("killed after the second checkpoint")
+        return out
+
+    cfg = load_config(cfg_path, overrides)
+    monkeypatch.setattr(accelerate.Accelerator, "save_state", save_then_die)
+    with pytest.raises(_Crash):
+        run_job(cfg, console=quiet)
+    monkeypatch.setattr(accelerate.Accelerator, "save_state", original)
+    run_dir = next((tmp_path / "out" / "runs").iterdir())
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+    assert not (run_dir / "student" / ".done.json").exists()
+
+    resumed = run_job(cfg, console=quiet)
+    assert resumed["run_dir"] == str(run_dir) and resumed["exit_code"] == 0
+    assert {s: i["action"] for s, i in resumed["stages"].items()} == {"label": "skipped", "train": "ran",
+                                                                       "compress": "ran"}
+    assert json.loads((run_dir / "student" / ".done.json").read_text())["resumed"] is True
+    a, b = Path(clean["run_dir"]), run_dir
+    assert (a / "label" / "manifest.json").exists()
+    for rel in ("student/model.safetensors",):
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    sa = json.loads((a / "student" / "metrics.json").read_text())["student"]
+    sb = json.loads((b / "student" / "metrics.json").read_text())["student"]
+    assert sa["accuracy"] == sb["accuracy"]
