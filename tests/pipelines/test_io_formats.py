@@ -21,27 +21,34 @@ def _texts(out):
 EXPECTED = {t: int(label) for t, label in SENTENCES}
 
 
-def _write(fmt, d):
+def _write(fmt, d, tag=""):
+    rows = [((f"{tag} " if tag else "") + t, lab) for t, lab in SENTENCES]
     if fmt == "tsv":
-        return write_tsv(d / "in.tsv", SENTENCES)
+        return write_tsv(d / "in.tsv", rows)
     if fmt == "jsonl":
-        return write_jsonl(d / "in.jsonl", [{"sentence": t, "label": int(lab)} for t, lab in SENTENCES])
+        return write_jsonl(d / "in.jsonl", [{"sentence": t, "label": int(lab)} for t, lab in rows])
     if fmt == "csv":
         p = d / "in.csv"
-        p.write_text("sentence,label\n" + "".join(f'"{t}",{lab}\n' for t, lab in SENTENCES))
+        p.write_text("sentence,label\n" + "".join(f'"{t}",{lab}\n' for t, lab in rows))
         return p
-    p = d / "in.parquet"
-    pq.write_table(pa.table({"sentence": [t for t, _ in SENTENCES], "label": [lab for _, lab in SENTENCES]}), p)
+    p = d / "in.parquet"  # labels as int64 here: matched as strings like the text formats
+    pq.write_table(pa.table({"sentence": [t for t, _ in rows], "label": [int(lab) for _, lab in rows]}), p)
     return p
 
 
-@pytest.mark.parametrize("fmt", ["tsv", "jsonl", "csv", "parquet"])
-def test_each_format(fmt, tmp_path, make_cfg):
-    path = _write(fmt, tmp_path)
-    m, got = _texts(_run(make_cfg(path), tmp_path))
-    assert got == EXPECTED
-    assert m["counts"]["read"] == m["counts"]["labeled"] == len(SENTENCES) and m["counts"]["rejected"] == 0
-    assert m["inputs"][0]["format"] == fmt
+def test_each_format_in_one_run(tmp_path, make_cfg):
+    """Four files, one per format, each holding all sentences tagged with its format: one run."""
+    paths = []
+    for fmt in ("tsv", "jsonl", "csv", "parquet"):
+        d = tmp_path / fmt
+        d.mkdir()
+        paths.append(str(_write(fmt, d, tag=fmt)))
+    m, got = _texts(_run(make_cfg(paths), tmp_path))
+    for fmt in ("tsv", "jsonl", "csv", "parquet"):
+        assert {t[len(fmt) + 1:]: g for t, g in got.items() if t.startswith(fmt + " ")} == EXPECTED, fmt
+    c = m["counts"]
+    assert c["read"] == c["labeled"] == 4 * len(SENTENCES) and c["rejected"] == 0
+    assert sorted(i["format"] for i in m["inputs"]) == ["csv", "jsonl", "parquet", "tsv"]
 
 
 def _run(cfg, tmp_path):
