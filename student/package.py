@@ -91,6 +91,9 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
         if p.is_file():
             shutil.copyfile(p, staging / extra)
     (staging / "README.md").write_text(model_card(report, shipped, ctx))
+    from zuoxiao.config import save_resolved
+
+    save_resolved(ctx.cfg, staging)  # the config that produced this bundle, covered by SHA256SUMS
     write_checksums(staging)
     shipped["total_bytes"] = sum(p.stat().st_size for p in staging.iterdir() if p.is_file())
     return shipped

@@ -46,7 +46,7 @@ def test_bundle_published_with_card_and_gate(stage):
     cfg, paths, result = stage
     assert result["gate"]["passed"] and result["bundle"] == str(paths.bundle)
     files = {p.name for p in paths.bundle.iterdir()}
-    assert {"model.onnx", "tokenizer.json", "config.json", "README.md", "metrics.json", "SHA256SUMS",
+    assert {"model.onnx", "tokenizer.json", "config.json", "README.md", "metrics.json", "SHA256SUMS", "config.resolved.yaml",
             "report.md", "pareto.png", "zuoxiao_bundle.py", "vocab.txt"} <= files
     card = (paths.bundle / "README.md").read_text()
     assert "tiny-sentiment" in card and "calibration error" in card and "disagree" in card and "PASSED" in card
