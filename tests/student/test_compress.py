@@ -113,3 +113,21 @@ def test_missing_inputs_are_input_errors(tmp_path):
         (tmp_path / "student").mkdir()
         (tmp_path / "student" / "config.json").write_text("{}")
         export_bundle(cfg, StagePaths(tmp_path))
+
+
+def test_torch_int8_and_layer_steps_ship_fp32_onnx(tmp_path):
+    """quantize backend=torch is measured in the report; the bundle then ships the float graph."""
+    from student.latency import torch_threads
+    from tests.student.compress_fixtures import make_stage_root
+
+    with torch_threads(1):
+        cfg, paths = make_stage_root(tmp_path, steps=[{"kind": "prune_layers", "keep": [1]},
+                                                      {"kind": "quantize", "backend": "torch"}])
+        result = compress(cfg, paths)
+    kinds = [(r["name"], r["runtime"]) for r in result["steps"]]
+    assert kinds == [("student", "torch"), ("01-prune_layers", "torch"), ("02-quantize", "torch-int8"),
+                     ("03-export", "onnx")]
+    assert result["steps"][1]["params"] < result["steps"][0]["params"]
+    assert result["final"]["runtime"] == "onnx"
+    card = (paths.bundle / "README.md").read_text()
+    assert "fp32 (no ONNX int8 step was configured)" in card
