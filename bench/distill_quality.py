@@ -56,6 +56,9 @@ def parse_args(argv=None):
     p.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--skip-hard", action="store_true", help="do not train the hard-label student")
+    p.add_argument("--hard-rows", type=int, default=None,
+                   help="hard-label student: gold of the first N train rows only (e.g. = --teacher-rows, the gold "
+                        "set the teacher saw); default = the gold of all transfer rows")
     return p.parse_args(argv)
 
 
@@ -158,7 +161,12 @@ def main(argv=None) -> dict:
         hcfg = make_cfg(args, ds, files, work, str(teacher_dir),
                         {"loss": {"kind": "kl", "alpha": 0.0}})  # alpha=0: cross-entropy on gold only
         t = time.time()
-        hard = train(hcfg, work / "label", work / "student-hard")
+        hard_shards = work / "label"
+        if args.hard_rows:
+            hcfg.label.input.limit = args.hard_rows
+            hard_shards = work / "label-hard"
+            label_from_config(hcfg, hard_shards, beam_args=[], teacher_path=str(teacher_dir))
+        hard = train(hcfg, hard_shards, work / "student-hard")
         times["hard_label_s"] = round(time.time() - t, 1)
     t = time.time()
     labels, ml = ds["labels"], ds["max_length"]
@@ -180,7 +188,8 @@ def main(argv=None) -> dict:
         "non_embedding_ratio": kd["student"]["non_embedding_params"] / kd["teacher"]["non_embedding_params"],
         "test_rows": te["n"], "dev_acc": {"teacher": kd["teacher"]["accuracy"], "student": kd["student"]["accuracy"],
                                           "hard_label_student": hard["student"]["accuracy"] if hard else None},
-        "transfer_rows": manifest["counts"]["rows_in_shards"], "augmented_rows": manifest["counts"]["augmented"],
+        "transfer_rows": manifest["counts"]["rows_in_shards"],
+        "hard_label_rows": hard["train"]["rows"] if hard else None, "augmented_rows": manifest["counts"]["augmented"],
         "student_steps": kd["train"]["steps"], "student_best_step": kd["train"]["best_step"],
         "times": times,
         "settings": {k: v for k, v in vars(args).items()},
