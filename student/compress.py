@@ -134,6 +134,8 @@ def compress(cfg: Config, paths: StagePaths) -> dict:
     t0 = time.time()
     ctx = Context(cfg, paths)
     paths.compress.mkdir(parents=True, exist_ok=True)
+    for old in paths.compress.glob("[0-9][0-9]-*"):  # step dirs of an earlier run (the teacher cache stays)
+        shutil.rmtree(old, ignore_errors=True)
     save_resolved(cfg, paths.compress)
     model, tokenizer = load_model(paths.student)
     from teacher.model import label_names_of
