@@ -1,0 +1,215 @@
+"""Compression benchmark (not a test): teacher + distilled student -> compressed ONNX int8 bundle.
+
+    flock /tmp/zx-cpu.lock python bench/compress.py --dataset sst2 --workdir /tmp/zx-bench-sst2 > sst2.json
+
+--workdir holds (or receives) the train engineer's bench layout: teacher/ (fine-tuned MiniLM), label/
+(soft-label shards), student/ (distilled, with metrics.json). When student/metrics.json is missing there,
+bench/distill_quality.py is run first to make them (fine-tune, label, distil; --skip-hard).
+
+Then the compress stage runs with the steps below on test.tsv as the gold set and prints JSON:
+per step accuracy, bytes, latency p50 at batch 1 with 16 and 64 tokens; the final size_ratio (bundle
+runtime bytes / teacher fp32 safetensors bytes), latency_ratio (bundle ONNX int8 p50 / teacher PyTorch
+fp32 p50, batch 1, measured interleaved in one loop, 1 thread), retention (bundle / teacher accuracy) and
+compression_cost_points (uncompressed student accuracy - bundle accuracy, in points), against the targets
+size_ratio <= 0.05, latency_ratio <= 0.10, retention >= 0.98, cost <= 1 point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+TARGETS = {"size_ratio": 0.05, "latency_ratio": 0.10, "retention": 0.98, "compression_cost_points": 1.0}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=["sst2", "agnews"], required=True)
+    p.add_argument("--workdir", required=True, help="teacher/ label/ student/ (made by distill_quality if absent)")
+    p.add_argument("--from", dest="source", default=None,
+                   help="an existing distill_quality workdir: its teacher/ label/ student/ are linked, not copied")
+    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
+    p.add_argument("--test-rows", type=int, default=None, help="limit test.tsv (default: all rows)")
+    p.add_argument("--min-count", type=int, default=2, help="vocab_trim.min_count")
+    p.add_argument("--heads-keep", type=float, default=0.5, help="prune_heads.keep (1 = skip the step)")
+    p.add_argument("--ffn-keep", type=float, default=0.5, help="prune_neurons.keep (1 = skip the step)")
+    p.add_argument("--emb-rank", type=int, default=0, help="low_rank of word_embeddings to this rank (0 = skip)")
+    p.add_argument("--recover-steps", type=int, default=400)
+    p.add_argument("--recover-lr", type=float, default=1e-4)
+    p.add_argument("--latency-runs", type=int, default=40)
+    p.add_argument("--distill-args", default="--skip-hard --transfer-rows 20000",
+                   help="extra flags for bench/distill_quality.py when the workdir is empty")
+    return p.parse_args(argv)
+
+
+def steps(args, max_length: int) -> list[dict]:
+    s = [{"kind": "vocab_trim", "min_count": args.min_count, "max_positions": max_length}]
+    if args.heads_keep < 1:
+        s.append({"kind": "prune_heads", "keep": args.heads_keep, "rows": 1024})
+    if args.ffn_keep < 1:
+        s.append({"kind": "prune_neurons", "keep": args.ffn_keep, "rows": 1024})
+    if args.emb_rank:
+        s.append({"kind": "low_rank", "rank": args.emb_rank, "modules": [r"word_embeddings$"]})
+    if args.heads_keep < 1 or args.ffn_keep < 1 or args.emb_rank:
+        s.append({"kind": "recover", "steps": args.recover_steps, "lr": args.recover_lr, "batch_size": 32})
+    return s + [{"kind": "quantize", "backend": "onnx", "per_channel": True}]
+
+
+def ensure_trained(args, work: Path) -> None:
+    if args.source:
+        for sub in ("teacher", "label", "student"):
+            link = work / sub
+            if not link.exists():
+                link.symlink_to(Path(args.source).resolve() / sub)
+    if (work / "student" / "metrics.json").is_file() and (work / "label" / "manifest.json").is_file():
+        print(f"reusing trained teacher/student in {work}", file=sys.stderr)
+        return
+    import distill_quality
+
+    distill_quality.main(["--dataset", args.dataset, "--workdir", str(work), *args.distill_args.split()])
+
+
+def interleaved_ratio(teacher_dir: str, bundle_dir: Path, seq_lens=(16, 64), runs: int = 40) -> dict:
+    """Teacher PyTorch fp32 vs bundle ONNX int8 at batch 1, alternating run by run (same load for both)."""
+    import torch
+
+    from student.export import input_names, onnx_session
+    from student.latency import synthetic_inputs, torch_threads
+    from teacher.model import load_classifier, load_tokenizer
+
+    teacher = load_classifier(teacher_dir)
+    tok = load_tokenizer(teacher_dir)
+    sess = onnx_session(bundle_dir / "model.onnx", threads=1)
+    bvocab = json.loads((bundle_dir / "config.json").read_text())["vocab_size"]
+    names = input_names(tok, teacher)
+    out = {}
+    with torch_threads(1):
+        for L in seq_lens:
+            tfeed = {k: torch.from_numpy(v) for k, v in synthetic_inputs(teacher.config.vocab_size, 1, L, names).items()}
+            bfeed = synthetic_inputs(bvocab, 1, L, [i.name for i in sess.get_inputs()])
+            tt, bt = [], []
+            for i in range(runs + 3):
+                t = time.perf_counter()
+                with torch.inference_mode():
+                    teacher(**tfeed)
+                t1 = time.perf_counter()
+                sess.run(["logits"], bfeed)
+                t2 = time.perf_counter()
+                if i >= 3:  # warm-up
+                    tt.append(t1 - t)
+                    bt.append(t2 - t1)
+            tp, bp = float(np.median(tt)) * 1e3, float(np.median(bt)) * 1e3
+            out[f"{L}tok"] = {"teacher_p50_ms": round(tp, 3), "bundle_p50_ms": round(bp, 3),
+                              "ratio": round(bp / tp, 4)}
+    return out
+
+
+def step_latency_16_64(report: dict, runs: int) -> dict:
+    """Batch-1 p50 at 16 and 64 tokens for every step's artefact (teacher measured separately)."""
+    from student.export import input_names
+    from student.latency import measure
+    from student.modelio import load_model
+
+    out = {}
+    for r in report["steps"]:
+        d = Path(report["student_dir"]) if r["name"] == "student" else Path(report["final"]["dir"]).parent / r["name"]
+        res = {}
+        for L in (16, 64):
+            if (d / "model.onnx").is_file():
+                cfg = json.loads((d / "config.json").read_text())
+                names = ["input_ids", "attention_mask", "token_type_ids"]
+                res[L] = measure("onnx", d / "model.onnx", cfg["vocab_size"], names, seq_len=L, batches=(1,),
+                                 runs=runs)["b1"]["p50"]
+            else:
+                model, tok = load_model(d)
+                res[L] = measure("torch", model, model.config.vocab_size, input_names(tok, model), seq_len=L,
+                                 batches=(1,), runs=runs)["b1"]["p50"]
+        out[r["name"]] = res
+    return out
+
+
+def main(argv=None) -> dict:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = parse_args(argv)
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    ensure_trained(args, work)
+    train_s = round(time.time() - t0, 1)
+    import distill_quality
+
+    from student.compress import compress
+    from student.modelio import weights_bytes
+    from zuoxiao.errors import GateFailed
+    from zuoxiao.paths import StagePaths
+
+    ds = distill_quality.DATASETS[args.dataset]
+    metrics = json.loads((work / "student" / "metrics.json").read_text())
+    teacher_dir = metrics["teacher"]["path"]
+    root = Path(args.data_dir) / args.dataset
+    from zuoxiao.config import parse_config
+
+    cfg = parse_config({
+        "output_dir": str(work), "seed": 0,
+        "task": {"name": args.dataset, "label_names": ds["labels"],
+                 "eval": {"path": str(root / "test.tsv"), "format": "tsv", "text_column": ds["text"],
+                          "label_column": "label", "limit": args.test_rows}},
+        "label": {"input": {"path": str(root / "train.tsv")}, "teacher": {"path": teacher_dir,
+                                                                         "max_length": ds["max_length"]}},
+        "train": {"max_length": ds["max_length"], "optim": {"batch_size": 32}},
+        "compress": {"steps": steps(args, ds["max_length"]), "gate": {"min_retention": None}, "latency_runs": args.latency_runs},
+    })
+    paths = StagePaths(work)
+    t = time.time()
+    try:
+        result = compress(cfg, paths)
+    except GateFailed as err:  # no gate bounds are set here; kept for completeness
+        result = err.report
+    compress_s = round(time.time() - t, 1)
+    report = json.loads((paths.compress / "report.json").read_text())
+    lat = step_latency_16_64(report, args.latency_runs)
+    ratio = interleaved_ratio(teacher_dir, paths.bundle, runs=args.latency_runs)
+    teacher = report["teacher"]
+    shipped = report["bundle"]
+    student = report["steps"][0]
+    out = {
+        "dataset": args.dataset, "test_rows": shipped["n"],
+        "teacher": {"accuracy": teacher["accuracy"], "bytes": teacher["bytes"], "params": teacher["params"],
+                    "b1_p50_ms": teacher["latency_ms"]["b1"]["p50"]},
+        "steps": [{"name": r["name"], "runtime": r["runtime"], "accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
+                   "agreement": r.get("agreement"), "params": r["params"], "bytes": r["bytes"],
+                   "latency_b1_p50_ms": {"16tok": lat[r["name"]][16], "64tok": lat[r["name"]][64]}}
+                  for r in report["steps"]],
+        "bundle": {"accuracy": shipped["accuracy"], "bytes": shipped["bytes"], "model_bytes": shipped["model_bytes"],
+                   "ece": shipped["ece"], "agreement": shipped["agreement"]},
+        "teacher_fp32_safetensors_bytes": weights_bytes(teacher_dir),
+        "size_ratio": round(shipped["bytes"] / weights_bytes(teacher_dir), 4),
+        "latency_ratio": ratio["16tok"]["ratio"], "latency_ratio_64tok": ratio["64tok"]["ratio"],
+        "interleaved_latency": ratio,
+        "retention": round(shipped["accuracy"] / teacher["accuracy"], 4),
+        "compression_cost_points": round(100 * (student["accuracy"] - shipped["accuracy"]), 2),
+        "targets": TARGETS,
+        "times_s": {"train_or_reuse": train_s, "compress": compress_s},
+        "settings": vars(args), "steps_config": steps(args, ds["max_length"]), "bundle_dir": str(paths.bundle),
+    }
+    out["meets"] = {"size_ratio": out["size_ratio"] <= TARGETS["size_ratio"],
+                    "latency_ratio": out["latency_ratio"] <= TARGETS["latency_ratio"],
+                    "retention": out["retention"] >= TARGETS["retention"],
+                    "compression_cost_points": out["compression_cost_points"] <= TARGETS["compression_cost_points"]}
+    del result
+    print(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()
