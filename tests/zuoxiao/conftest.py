@@ -58,10 +58,10 @@ def build_tiny_backbone(directory: Path) -> Path:
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from zuoxiao.demo_data import GREETINGS, SIGNOFFS, SLOTS, TEMPLATES
+    from zuoxiao.demo_data import CONTEXTS, GREETINGS, SIGNOFFS, SLOTS, TEMPLATES
 
     words = set()
-    for src in (*TEMPLATES.values(), GREETINGS, SIGNOFFS, *SLOTS.values()):
+    for src in (*TEMPLATES.values(), CONTEXTS, GREETINGS, SIGNOFFS, *SLOTS.values()):
         for t in src:
             words.update(re.findall(r"[a-z]+", t.lower()))
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,!?'#$:()-")

@@ -44,9 +44,9 @@ def test_realistic_properties():
         rate = sum(r["label"] != r["true_label"] for r in truth[split]) / len(truth[split])
         assert lo <= rate <= hi, (split, rate)
     # typos: some words are not in the generator's vocabulary
-    from zuoxiao.demo_data import GREETINGS, SIGNOFFS, SLOTS, TEMPLATES
+    from zuoxiao.demo_data import CONTEXTS, GREETINGS, SIGNOFFS, SLOTS, TEMPLATES
 
-    vocab = {w.lower().strip(".,!?:()'") for src in (*TEMPLATES.values(), GREETINGS, SIGNOFFS, *SLOTS.values())
+    vocab = {w.lower().strip(".,!?:()'") for src in (*TEMPLATES.values(), CONTEXTS, GREETINGS, SIGNOFFS, *SLOTS.values())
              for t in src for w in t.replace("{", " ").replace("}", " ").split()}
     typoed = sum(any(w.lower().strip(".,!?:()'") not in vocab for w in t.split()) for t in texts)
     assert 0.2 < typoed / len(texts) < 0.7
