@@ -410,6 +410,8 @@ def _execute(cfg, stage, fp, fn, paths, cache_dir, events, console, label, why, 
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "resumed": resume, "result": _jsonable(result), "outputs": record, "output_digest": digest(record)}
     write_json_atomic(_marker(paths, stage, ".done.json"), done)  # LAST: the stage now counts as done
+    for name in STAGE_DIRS[stage]:  # resume checkpoints are useless once the stage is done (~100 MB each)
+        shutil.rmtree(paths.root / name / "checkpoints", ignore_errors=True)
     console.print(f"{label}: done in {seconds:.1f} s")
     return done, "ran", seconds
 

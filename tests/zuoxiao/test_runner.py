@@ -43,6 +43,7 @@ def test_first_run_then_rerun_skips_everything(fake_job):
         done = json.loads((run_dir / d / ".done.json").read_text())
         assert done["fingerprint"] and done["outputs"]
     assert (run_dir / "summary.json").is_file() and (run_dir / "config.resolved.yaml").is_file()
+    assert not (run_dir / "student" / "checkpoints").exists()  # scratch, dropped once train is done
     events = [json.loads(x)["event"] for x in (run_dir / "logs" / "events.jsonl").read_text().splitlines()]
     assert events[0] == "run_start" and events[-1] == "run_end" and events.count("stage_ran") == 4
 
