@@ -245,13 +245,10 @@ def _prune_runs(out: Path, keep: int, current: str) -> list[str]:
     latest = (_read_json(out / "latest.json") or {}).get("run_id")
     finished = [r for r, s in _runs(out) if s.get("status") in FINISHED and r not in (current, latest)]
     doomed = finished[: max(0, len(finished) - (keep - 1))]
-    # A kept run may have reused (hard-linked) stages of an older one whose paths its manifests still name
-    # (e.g. the label manifest's teacher path): keep those too.
-    referenced = set()
-    for r, _ in _runs(out):
-        if r not in doomed:
-            for d in ("teacher", "label", "student", "compress"):
-                referenced.add((_read_json(out / "runs" / r / d / ".done.json") or {}).get("reused_from"))
+    # Reused stages are hard-linked, so deleting their origin loses no bytes; but a reused label manifest
+    # still names the teacher dir of the run that labelled (train loads it): keep that run.
+    referenced = {(_read_json(out / "runs" / r / "label" / ".done.json") or {}).get("reused_from")
+                  for r, _ in _runs(out) if r not in doomed}
     doomed = [r for r in doomed if r not in referenced]
     for r in doomed:
         shutil.rmtree(out / "runs" / r, ignore_errors=True)

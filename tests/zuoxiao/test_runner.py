@@ -193,3 +193,15 @@ def test_execution_settings_do_not_invalidate_labels(fake_job):
     assert set(_actions(s).values()) == {"skipped"}
     s = _run(cfg, overrides=["label.batch_size=7"])  # a real input of the stage: relabel and below
     assert _actions(s) == {"finetune": "skipped", "label": "ran", "train": "ran", "compress": "ran"}
+
+
+def test_keep_runs_prunes_the_oldest_finished_runs(fake_job):
+    cfg = fake_job(run__keep_runs=2)
+    ids = []
+    for i in range(3):
+        write_rows(fake_job.data, 1, start=100 + i)  # new data every night
+        ids.append(_run(cfg)["run_id"])
+    left = sorted(p.name for p in (fake_job.out / "runs").iterdir())
+    assert left == sorted(ids[1:])
+    assert (fake_job.out / "latest" / "bundle" / "model.onnx").is_file()  # the teacher was hard-linked
+    assert (fake_job.out / "latest" / "teacher" / "config.json").is_file()
