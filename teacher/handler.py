@@ -70,12 +70,16 @@ class LoadedTeacher:
         """input_ids: B lists of token ids (lengths may differ) -> logits [B, C] float32."""
         import torch
 
-        batch = self.tokenizer.pad({"input_ids": input_ids}, padding=True, return_tensors="pt")
+        if len({len(x) for x in input_ids}) == 1:
+            # Equal lengths (the pipeline's length groups): nothing to pad or mask, and attention
+            # without a mask takes the fused SDPA path.
+            inputs = {"input_ids": torch.tensor(input_ids, dtype=torch.long, device=self.device)}
+        else:
+            batch = self.tokenizer.pad({"input_ids": input_ids}, padding=True, return_tensors="pt")
+            inputs = {"input_ids": batch["input_ids"].to(self.device),
+                      "attention_mask": batch["attention_mask"].to(self.device)}
         with torch.inference_mode():
-            out = self.model(
-                input_ids=batch["input_ids"].to(self.device),
-                attention_mask=batch["attention_mask"].to(self.device),
-            )
+            out = self.model(**inputs)
         return out.logits.float().cpu().numpy()
 
 

@@ -33,3 +33,8 @@ def test_handler_dynamic_padding_matches_one_by_one(tiny_classifier):
         assert r["logits"].dtype == np.float32 and r["logits"].shape == (3,)
         np.testing.assert_allclose(r["logits"], ref, atol=1e-5)
     assert h.get_num_bytes(batch) > 0
+    # equal-length batch (the pipeline's case) runs unmasked and gives the same logits
+    same = [{"id": "x", "text": "", "input_ids": ids[0]}, {"id": "y", "text": "", "input_ids": ids[0]}]
+    out2 = list(h.run_inference(same, loaded))
+    np.testing.assert_allclose(out2[0]["logits"], out[0]["logits"], atol=1e-5)
+    np.testing.assert_array_equal(out2[0]["logits"], out2[1]["logits"])
