@@ -109,6 +109,7 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
         self.device = device
         self.num_threads = num_threads
         self.trust_remote_code = trust_remote_code
+        self._progress = [0, 0, 0.0, 0.0]  # rows, tokens, first batch time, last log time
 
     def load_model(self) -> LoadedTeacher:
         import torch
@@ -141,6 +142,7 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
         Metrics.counter("zuoxiao", "teacher_ms").inc(int((time.perf_counter() - start) * 1000))
         Metrics.counter("zuoxiao", "teacher_rows").inc(len(batch))
         Metrics.counter("zuoxiao", "teacher_tokens").inc(sum(len(r["input_ids"]) for r in batch))
+        self._log_progress(len(batch), sum(len(r["input_ids"]) for r in batch), start)
         out = []
         for rec, row in zip(batch, logits, strict=True):
             rec = dict(rec)
@@ -148,6 +150,18 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
             rec["logits"] = row
             out.append(rec)
         return out
+
+    def _log_progress(self, rows: int, tokens: int, start: float, every_s: float = 10.0) -> None:
+        """A progress line every ~10 s per worker (a bar cannot span Beam workers; log lines can)."""
+        p = self._progress
+        now = time.perf_counter()
+        if p[0] == 0:
+            p[2] = p[3] = start
+        p[0] += rows
+        p[1] += tokens
+        if now - p[3] >= every_s:
+            p[3] = now
+            log.info("teacher: %d rows (%d tokens) labeled, %.0f rows/s", p[0], p[1], p[0] / max(now - p[2], 1e-9))
 
     def get_num_bytes(self, batch: Sequence[dict]) -> int:
         # The default pickles the whole batch just to measure it.
