@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from pathlib import Path
 
 import apache_beam as beam
@@ -24,6 +25,8 @@ from apache_beam.io import fileio
 from zuoxiao.config.base import DataSource
 from zuoxiao.datasource import SUFFIX_FORMATS, detect_format, resolve_files
 from zuoxiao.errors import InputError
+
+log = logging.getLogger(__name__)
 
 _PARQUET_BATCH = 4096
 
@@ -72,6 +75,9 @@ def check_columns(files: list[tuple[str, str]], source: DataSource) -> None:
                 f"{path} has no text column {source.text_column!r}; its columns are {names}. "
                 "Set text_column in the data source"
             )
+        if source.label_column and source.label_column not in names:
+            log.warning("%s has no label column %r (columns %s): its rows are unlabelled (gold null); set "
+                        "label_column: null to silence this", path, source.label_column, names)
 
 
 def _beam_safe(value: str) -> str | bytes:
