@@ -71,6 +71,8 @@ def teacher_on_eval(teacher_path: str, label_names: list[str], cfg: Config, text
     if texts is not None:
         pred = predict_logits(model, tok, texts, spec.max_length, cfg.train.eval_batch_size).argmax(-1)
         out.update(classification_metrics(pred, gold, len(label_names)), predictions=pred)
+    else:  # no task.eval: the keys stay (null) so readers of metrics.json need no special case
+        out.update(accuracy=None, macro_f1=None)
     return out
 
 
@@ -133,6 +135,8 @@ def train(cfg: Config, shards_dir: Path, out_dir: Path, resume: bool = False) ->
     student.pop("trainable")
     if texts is not None:
         student.update(evaluate(final))
+    else:
+        student.update(accuracy=None, macro_f1=None, agreement=None)
     metrics = {
         "teacher": teacher,
         "student": student,

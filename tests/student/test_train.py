@@ -59,6 +59,7 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_teacher, toy_data, toy_shard
     (ckpts / "step-00000005" / "trainer_state.json").unlink()
     m = train(cfg, toy_shards, tmp_path / "b", resume=True)
     assert m["train"]["steps"] == 6 and m["train"]["resumed_from"] == 4  # not a restart from scratch
+    assert m["student"]["accuracy"] is None and m["teacher"]["accuracy"] is None  # no task.eval: null, not absent
     a = load_file(str(tmp_path / "a" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "model.safetensors"))
     assert a.keys() == b.keys()
