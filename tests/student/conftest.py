@@ -95,6 +95,15 @@ def write_shards(out: Path, rows: list[dict], logits: np.ndarray, label_names: l
     return out
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core box spinning threads cost 5-10x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("teacher") / "tiny-bert")

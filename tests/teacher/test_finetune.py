@@ -7,9 +7,11 @@ import pytest
 from student.evaluate import evaluate_model
 from teacher.finetune import finetune_teacher, split_eval
 from teacher.model import label_names_of, load_classifier, load_tokenizer
-from tests.student.conftest import make_rows, make_tiny_bert, write_jsonl
+from tests.student.conftest import make_rows, make_tiny_bert, one_thread, write_jsonl
 from zuoxiao.config import parse_config
 from zuoxiao.errors import ConfigError
+
+__all__ = ["one_thread"]  # the autouse fixture from tests/student/conftest.py applies here too
 
 
 def _cfg(tmp_path, teacher, with_eval=True, **optim):
