@@ -38,114 +38,20 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
 from pipelines.io import ReadTaskRows, check_columns, input_files
-from pipelines.validate import REJECTED, DropDuplicateIds, ValidateRow, normalize_label
+from pipelines.label_names import resolve_label_names
+from pipelines.options import beam_flags, make_runner, worker_threads
+from pipelines.validate import REJECTED, DropDuplicateIds, ValidateRow
 from pipelines.write import WriteSharded
 from teacher.handler import TeacherModelHandler, forget_preloaded, register_preloaded, tokenize_texts
 from teacher.soft_labels import soft_label_columns, storage_kind
 from zuoxiao.config import Config, save_resolved
-from zuoxiao.errors import ConfigError, InputError, IntegrityError
+from zuoxiao.errors import ConfigError, IntegrityError
 from zuoxiao.paths import StagePaths, teacher_path_for_label
 from zuoxiao.shards import MANIFEST, SCHEMA_VERSION, schema_with_metadata, sha256_file, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 TOKENIZE_BATCH = 512  # rows per tokenizer call (fast tokenizers amortise per-call overhead)
-
-
-# ---------------------------------------------------------------- label names
-def _generic(names: list[str]) -> bool:
-    """LABEL_0, LABEL_1 ... are what transformers invents for an untrained head."""
-    return all(n == f"LABEL_{i}" for i, n in enumerate(names))
-
-
-def resolve_label_names(cfg: Config, teacher_path: str, files: list[tuple[str, str]]) -> tuple[list[str], str]:
-    """task.label_names, else a task-trained teacher's id2label, else the sorted distinct gold labels.
-
-    Returns (names, where they came from). The automatic map scans the label column of the input
-    (local files) before the pipeline starts: the teacher's head size must be known to build it.
-    """
-    from transformers import AutoConfig
-
-    from teacher.model import resolve_model_path
-
-    tcfg = AutoConfig.from_pretrained(resolve_model_path(teacher_path),
-                                      trust_remote_code=cfg.label.teacher.trust_remote_code)
-    teacher_names = [str(tcfg.id2label[i]) for i in range(tcfg.num_labels)] if tcfg.id2label else []
-    trained = bool(teacher_names) and not _generic(teacher_names)
-    if cfg.task.label_names:
-        names = list(cfg.task.label_names)
-        if trained and len(teacher_names) != len(names):
-            raise ConfigError(
-                f"task.label_names has {len(names)} classes {names} but the teacher {teacher_path!r} was "
-                f"trained on {len(teacher_names)} {teacher_names}; fix task.label_names or use another teacher"
-            )
-        if trained and teacher_names != names:
-            log.warning("teacher labels %s differ from task.label_names %s; using task.label_names in that "
-                        "order (check the class order matches)", teacher_names, names)
-        return names, "task.label_names"
-    if trained:
-        return teacher_names, "teacher"
-    src = cfg.label.input
-    if src.label_column is None:
-        raise ConfigError("task.label_names is null, the teacher has no task labels and label.input has no "
-                          "label_column: set task.label_names: [name0, name1, ...]")
-    from zuoxiao.datasource import read_file
-
-    seen: set[str] = set()
-    for path, fmt in files:
-        if "://" in path:
-            raise ConfigError(f"automatic label names need local input, not {path!r}; set task.label_names")
-        table = read_file(Path(path), fmt)
-        if src.label_column in table.column_names:
-            for v in table.column(src.label_column).to_pylist():
-                label = normalize_label(v)
-                if label is not None:
-                    seen.add(label)
-    if len(seen) < 2:
-        raise InputError(
-            f"automatic label map: found {len(seen)} distinct label(s) {sorted(seen)} in column "
-            f"{src.label_column!r} of {src.paths}; need 2 or more, or set task.label_names"
-        )
-    return sorted(seen), "auto"
-
-
-# ---------------------------------------------------------------- Beam options
-def beam_flags(cfg: Config, beam_args: list[str] | None) -> list[str]:
-    """Config beam section first, then raw options, then command-line flags (later flags win)."""
-    b = cfg.label.beam
-    flags = [f"--runner={b.runner}", f"--direct_num_workers={b.direct_num_workers}",
-             f"--direct_running_mode={b.direct_running_mode}"]
-    return flags + list(b.options) + list(beam_args or [])
-
-
-def make_runner(options):
-    """An explicit runner object for DirectRunner: Beam's DirectRunner first tries to fetch the Prism
-    binary, which can hang offline or behind a firewall. Other runners are resolved by Beam by name."""
-    from apache_beam.options.pipeline_options import StandardOptions
-
-    name = options.view_as(StandardOptions).runner or "DirectRunner"
-    if name.split(".")[-1] not in ("DirectRunner", "direct"):
-        return None
-    from apache_beam.portability.api import beam_provision_api_pb2
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
-    from apache_beam.runners.portability.portable_runner import JobServiceHandle
-
-    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-    info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
-    return fn_runner.FnApiRunner(provision_info=info)
-
-
-def _worker_threads(cfg: Config, options) -> int:
-    from apache_beam.options.pipeline_options import DirectOptions
-
-    if cfg.label.teacher.num_threads:
-        return cfg.label.teacher.num_threads
-    d = options.view_as(DirectOptions)
-    cores = os.cpu_count() or 1
-    if d.direct_running_mode == "multi_processing":
-        workers = d.direct_num_workers or cores
-        return max(1, cores // max(1, workers))
-    return cores
 
 
 # ---------------------------------------------------------------- graph steps
@@ -336,7 +242,7 @@ def label_from_config(
         options.get_all_options()  # parse now: an unknown/ill-typed flag fails here, not mid-run
     except (SystemExit, ValueError) as err:
         raise ConfigError(f"bad Beam pipeline options {flags}: {err}; check label.beam and the flags after --") from None
-    num_threads = _worker_threads(cfg, options)
+    num_threads = worker_threads(cfg, options)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _clean_stale_work(out_dir)
