@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -202,7 +203,7 @@ def publish(ctx: Context, report: dict) -> dict:
         write_json_atomic(paths.compress / REPORT, report)
         if not gate["passed"]:
             msg = gate_message(gate)
-            print(msg)
+            print(msg, file=sys.stderr)
             from zuoxiao.errors import GateFailed
 
             err = GateFailed(msg + f"; nothing was published to {paths.bundle} (report: {paths.compress})")
@@ -215,6 +216,6 @@ def publish(ctx: Context, report: dict) -> dict:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(gate_message(gate))
+    print(gate_message(gate), file=sys.stderr)  # stdout stays machine-readable (the CLI prints JSON there)
     return {"steps": report["steps"], "teacher": report["teacher"], "final": shipped, "gate": gate,
             "bundle": str(paths.bundle), "report": str(paths.compress / "report.md")}
