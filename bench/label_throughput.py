@@ -84,8 +84,8 @@ def bare_loop(model, tokenizer, texts: list[str], max_length: int, sort: bool, b
     return {"seconds": time.perf_counter() - start, "padded_tokens": padded}
 
 
-def pipeline_run(data_dir: Path, rows: int, max_length: int, batch_size: int, workdir: Path,
-                 extra: list[str]) -> dict:
+def pipeline_run(data_dir: Path, rows: int, max_length: int, batch_size: int, max_batch_tokens: int | None,
+                 workdir: Path, extra: list[str]) -> dict:
     from pipelines.label import label_from_config
     from zuoxiao.config import load_config, parse_config
 
@@ -97,6 +97,7 @@ def pipeline_run(data_dir: Path, rows: int, max_length: int, batch_size: int, wo
                       "label_column": "label", "limit": rows},
             "teacher": {"max_length": max_length},
             "batch_size": batch_size,
+            "max_batch_tokens": max_batch_tokens,
         },
     }
     cfg = parse_config(raw)
@@ -119,7 +120,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
     ap.add_argument("--rows", type=int, default=4000)
     ap.add_argument("--max-length", type=int, default=64, help="teacher tokens (configs/sst2.yaml uses 64)")
-    ap.add_argument("--batch-size", type=int, default=64, help="pipeline label.batch_size")
+    ap.add_argument("--batch-size", type=int, default=256, help="pipeline label.batch_size (configs/sst2.yaml)")
+    ap.add_argument("--max-batch-tokens", type=int, default=8192, help="pipeline label.max_batch_tokens")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra label config overrides")
     args = ap.parse_args(argv)
@@ -141,7 +143,7 @@ def main(argv=None) -> dict:
             results["naive"].append(bare_loop(model, tokenizer, texts, args.max_length, sort=False))
             results["sorted"].append(bare_loop(model, tokenizer, texts, args.max_length, sort=True))
             results["pipeline"].append(pipeline_run(data_dir, args.rows, args.max_length, args.batch_size,
-                                                    workdir, args.overrides))
+                                                    args.max_batch_tokens, workdir, args.overrides))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     best = {k: min(v, key=lambda r: r["seconds"]) for k, v in results.items()}
@@ -152,6 +154,8 @@ def main(argv=None) -> dict:
         "rows": len(texts),
         "max_length": args.max_length,
         "torch_threads": torch.get_num_threads(),
+        "pipeline_batch_size": args.batch_size,
+        "pipeline_max_batch_tokens": args.max_batch_tokens,
         "naive_ex_per_s": round(len(texts) / best["naive"]["seconds"], 1),
         "sorted_ex_per_s": round(len(texts) / best["sorted"]["seconds"], 1),
         "pipeline_ex_per_s": round(n_pipe / best["pipeline"]["seconds"], 1),
