@@ -45,7 +45,7 @@ from pipelines.write import WriteSharded
 from teacher.handler import TeacherModelHandler, forget_preloaded, register_preloaded, tokenize_texts
 from teacher.soft_labels import soft_label_columns, storage_kind
 from zuoxiao.config import Config, save_resolved
-from zuoxiao.errors import ConfigError, IntegrityError
+from zuoxiao.errors import ConfigError, InputError, IntegrityError
 from zuoxiao.paths import StagePaths, teacher_path_for_label
 from zuoxiao.shards import MANIFEST, SCHEMA_VERSION, schema_with_metadata, sha256_file, write_json_atomic
 
@@ -229,6 +229,12 @@ def label_from_config(
     out_dir = Path(out_dir)
     if teacher_path is None:
         teacher_path = teacher_path_for_label(cfg, StagePaths(Path(cfg.output_dir)))
+        if cfg.finetune is not None and not (Path(teacher_path) / "config.json").is_file():
+            raise InputError(
+                f"the config fine-tunes a teacher (finetune: is set) but {teacher_path} holds none yet: run "
+                "`zuoxiao finetune-teacher CONFIG` first, or `zuoxiao run CONFIG`, or --set finetune=null "
+                "to label with label.teacher.path"
+            )
     files = input_files(lc.input)
     check_columns(files, lc.input)
     label_names, label_source = resolve_label_names(cfg, teacher_path, files)
