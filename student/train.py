@@ -59,8 +59,11 @@ def _check_labels(cfg: Config, stream: ShardStream) -> list[str]:
     return names
 
 
-def teacher_on_eval(teacher_path: str, label_names: list[str], cfg: Config, texts, gold) -> dict:
-    """Load the labelling teacher and measure it on the eval texts (predictions [N] kept for agreement)."""
+def teacher_on_eval(teacher_path: str, label_names: list[str], cfg: Config, texts, gold, dev_texts=None) -> dict:
+    """Load the labelling teacher and measure it on the eval texts (predictions [N] kept for agreement).
+
+    With ``dev_texts``, also its predictions on the dev set ("dev_predictions"), for agreement there.
+    """
     from teacher.model import fingerprint, load_classifier, load_tokenizer
 
     spec = cfg.label.teacher
@@ -73,6 +76,9 @@ def teacher_on_eval(teacher_path: str, label_names: list[str], cfg: Config, text
         out.update(classification_metrics(pred, gold, len(label_names)), predictions=pred)
     else:  # no task.eval: the keys stay (null) so readers of metrics.json need no special case
         out.update(accuracy=None, macro_f1=None)
+    if dev_texts is not None:
+        out["dev_predictions"] = predict_logits(model, tok, dev_texts, spec.max_length,
+                                                cfg.train.eval_batch_size).argmax(-1)
     return out
 
 
@@ -96,14 +102,24 @@ def train(cfg: Config, shards_dir: Path, out_dir: Path, resume: bool = False) ->
     if cfg.task.eval is not None:
         data = read_labelled(cfg.task.eval, label_names)
         texts, gold = data.texts, np.asarray(data.labels)
+    dev_texts = dev_gold = None
+    if cfg.task.dev is not None:  # model selection on dev keeps task.eval an unbiased test
+        dev = read_labelled(cfg.task.dev, label_names)
+        dev_texts, dev_gold = dev.texts, np.asarray(dev.labels)
+    elif texts is not None:
+        log.warning("task.dev is not set: the best checkpoint is chosen on task.eval, so its accuracy "
+                    "reads optimistic; give a dev set")
     else:
-        log.warning("task.eval is not set: no evaluation, early stopping or best checkpoint")
-    teacher = teacher_on_eval(teacher_path, label_names, cfg, texts, gold)
+        log.warning("task.eval and task.dev are not set: no evaluation, early stopping or best checkpoint")
+    teacher = teacher_on_eval(teacher_path, label_names, cfg, texts, gold, dev_texts)
     recorded = stream.manifest.get("teacher", {}).get("fingerprint")
     if recorded and recorded != teacher["fingerprint"]:
         log.warning("teacher %s has fingerprint %s but the shards were labelled by %s: the teacher changed "
                     "since labelling", teacher_path, teacher["fingerprint"], recorded)
     teacher_pred = teacher.pop("predictions", None)
+    dev_teacher_pred = teacher.pop("dev_predictions", None)
+    if dev_texts is None:
+        dev_texts, dev_gold, dev_teacher_pred = texts, gold, teacher_pred
 
     set_seed(cfg.seed)  # the student's init does not depend on whether the teacher was evaluated
     model, tokenizer = build_student(tc.student, teacher_path, label_names, tc.max_length,
@@ -114,10 +130,14 @@ def train(cfg: Config, shards_dir: Path, out_dir: Path, resume: bool = False) ->
     counts = count_params(model)
     log.info("student: %s parameters, %s trainable", f"{counts['params']:,}", f"{counts['trainable']:,}")
 
-    def evaluate(m) -> dict:
-        res = evaluate_texts(m, tokenizer, texts, gold, len(label_names), tc.max_length, tc.eval_batch_size)
+    def evaluate_on(m, eval_texts, eval_gold, eval_teacher_pred) -> dict:
+        res = evaluate_texts(m, tokenizer, eval_texts, eval_gold, len(label_names), tc.max_length,
+                             tc.eval_batch_size)
         pred = res.pop("predictions")
-        return {**res, "agreement": agreement(pred, teacher_pred)}
+        return {**res, "agreement": agreement(pred, eval_teacher_pred)}
+
+    def evaluate(m) -> dict:  # model selection: task.dev, else task.eval
+        return evaluate_on(m, dev_texts, dev_gold, dev_teacher_pred)
 
     o = tc.optim
     spec = LoopSpec(out_dir=out_dir, lr=o.lr, weight_decay=o.weight_decay, epochs=o.epochs, max_steps=o.max_steps,
@@ -127,14 +147,14 @@ def train(cfg: Config, shards_dir: Path, out_dir: Path, resume: bool = False) ->
                     resume=resume, desc="distil")
     t_train = time.time()
     info = fit(accelerator, model, stream, lambda raw: collate(raw, tokenizer, tc.max_length),
-               _loss_fn(cfg, stream.storage), evaluate if texts is not None else None, spec)
+               _loss_fn(cfg, stream.storage), evaluate if dev_texts is not None else None, spec)
     train_s = time.time() - t_train
     final = merged(accelerator.unwrap_model(model))
     final.eval()
     student = {**count_params(final)}
     student.pop("trainable")
     if texts is not None:
-        student.update(evaluate(final))
+        student.update(evaluate_on(final, texts, gold, teacher_pred))
     else:
         student.update(accuracy=None, macro_f1=None, agreement=None)
     metrics = {
@@ -144,6 +164,7 @@ def train(cfg: Config, shards_dir: Path, out_dir: Path, resume: bool = False) ->
         "train": {**info, "rows": stream.num_rows, "storage": stream.storage, "train_seconds": round(train_s, 1),
                   "seconds": round(time.time() - t0, 1)},
         "label_names": label_names,
+        "selection": "task.dev" if cfg.task.dev is not None else ("task.eval" if texts is not None else None),
         "shards": str(shards_dir),
     }
     if accelerator.is_main_process:

@@ -73,9 +73,11 @@ def finetune_teacher(cfg: Config, out_dir: Path) -> dict:
     ft, out_dir = cfg.finetune, Path(out_dir)
     data = read_labelled(ft.data, cfg.task.label_names)
     label_names = data.label_names
-    if cfg.task.eval is not None:
-        ev = read_labelled(cfg.task.eval, label_names)
-        (tr_x, tr_y), (ev_x, ev_y), eval_from = (data.texts, data.labels), (ev.texts, ev.labels), "task.eval"
+    selection = cfg.task.dev or cfg.task.eval  # never select on the test set when a dev set exists
+    if selection is not None:
+        ev = read_labelled(selection, label_names)
+        eval_from = "task.dev" if cfg.task.dev is not None else "task.eval"
+        (tr_x, tr_y), (ev_x, ev_y) = (data.texts, data.labels), (ev.texts, ev.labels)
     elif ft.eval_fraction > 0:
         (tr_x, tr_y), (ev_x, ev_y) = split_eval(data.texts, data.labels, ft.eval_fraction, cfg.seed)
         eval_from = f"{ft.eval_fraction:.0%} of finetune.data"

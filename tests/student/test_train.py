@@ -114,3 +114,17 @@ def test_early_stopping(tmp_path, tiny_teacher, toy_data, toy_shards):
                    optim={"max_steps": 10, "batch_size": 16, "lr": 1e-12})
     m = train(cfg, toy_shards, tmp_path / "s")
     assert m["train"]["stopped_early"] and m["train"]["steps"] == 4 and m["train"]["best_step"] == 2
+
+
+def test_dev_set_selects_the_checkpoint_and_eval_stays_a_test(tmp_path, tiny_teacher, toy_data, toy_shards):
+    from tests.student.conftest import make_rows, write_jsonl
+
+    cfg = make_cfg(tiny_teacher, toy_data, optim={"max_steps": 4, "batch_size": 16, "lr": 3e-3})
+    dev = write_jsonl(tmp_path / "dev.jsonl", make_rows(20, seed=3))
+    cfg.task.dev = cfg.task.eval.model_copy(update={"path": str(dev)})
+    out = tmp_path / "student"
+    m = train(cfg, toy_shards, out)
+    assert m["selection"] == "task.dev"
+    evals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if "eval_accuracy" in x]
+    assert evals and all(r["eval_n"] == 20 for r in evals)  # selection ran on the 20 dev rows
+    assert m["student"]["n"] == 48  # the final report is on task.eval

@@ -55,7 +55,12 @@ class TaskConfig(StrictModel):
     label_names: list[str] | None = Field(
         None, description="class names in index order; null = the teacher's labels or an automatic map"
     )
-    eval: DataSource | None = Field(None, description="gold-labelled held-out set (accuracy, gate)")
+    eval: DataSource | None = Field(None, description="gold-labelled held-out set (accuracy, gate, model card)")
+    dev: DataSource | None = Field(
+        None,
+        description="gold-labelled set for model selection (eval during training, early stopping, best "
+        "checkpoint); null = selection uses task.eval, which then reads optimistic",
+    )
 
     @field_validator("label_names")
     @classmethod
