@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -80,7 +81,9 @@ def _load(args):
 
 
 def _print_json(obj) -> None:
-    print(json.dumps(obj, indent=2, default=str))
+    # Under `accelerate launch` every process runs the command: only rank 0 prints the result.
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps(obj, indent=2, default=str))
 
 
 def _dispatch(args) -> int:
