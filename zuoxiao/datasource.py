@@ -90,6 +90,8 @@ def read_labelled(source: DataSource, label_names: list[str] | None = None) -> L
     texts, raw_labels, skipped = [], [], {"empty_text": 0, "missing_label": 0}
     for path in resolve_files(source):
         table = read_file(path, detect_format(path, source.format))
+        if table.num_rows == 0:  # an empty file adds nothing (and has no columns to check)
+            continue
         for col in (source.text_column, source.label_column):
             if col not in table.column_names:
                 raise InputError(f"{path} has no column {col!r}; its columns are {table.column_names}")

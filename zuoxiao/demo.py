@@ -13,7 +13,7 @@ from zuoxiao.errors import ConfigError
 
 #: Sizes of the generated splits, chosen with configs/demo.yaml so that `make demo` stays under
 #: 5 minutes on 2 CPU cores (see docs/run.md for the measured time).
-DEMO_SIZES = {"n_gold": 640, "n_unlabeled": 4000, "n_test": 800}
+DEMO_SIZES = {"n_gold": 640, "n_unlabeled": 4000, "n_test": 800, "n_dev": 400}
 
 
 def demo_config_path() -> Path:
@@ -29,7 +29,8 @@ def demo_overrides(output: Path) -> list[str]:
     """Point the demo config's output and data paths at `output` (user --set values come after)."""
     data = output / "data"
     return [f"output_dir={output}", f"finetune.data.path={data / 'gold.jsonl'}",
-            f"label.input.path={data / 'unlabeled.jsonl'}", f"task.eval.path={data / 'test.jsonl'}"]
+            f"label.input.path={data / 'unlabeled.jsonl'}", f"task.eval.path={data / 'test.jsonl'}",
+            f"task.dev.path={data / 'dev.jsonl'}"]
 
 
 def run_demo(output: Path, overrides: list[str] | None = None) -> int:
@@ -46,7 +47,7 @@ def run_demo(output: Path, overrides: list[str] | None = None) -> int:
     meta = write_demo_data(output / "data", seed=cfg.seed, **DEMO_SIZES)
     console.print(
         f"demo data: {output / 'data'} ({'generated' if meta['regenerated'] else 'already there'}: "
-        f"{meta['sizes']['gold']} gold, {meta['sizes']['unlabeled']} unlabelled, {meta['sizes']['test']} test rows, "
+        f"{meta['sizes']['gold']} gold, {meta['sizes']['unlabeled']} unlabelled, {meta['sizes']['dev']} dev, {meta['sizes']['test']} test rows, "
         f"{len(meta['intents'])} intents)"
     )
     summary = run_job(cfg, console=console)

@@ -10,6 +10,7 @@ Splits (JSONL, columns id, text, label):
     gold.jsonl       small labelled part: the teacher is fine-tuned on it
     unlabeled.jsonl  the transfer set the teacher labels; keeps its (noisy) gold label for measuring only
     test.jsonl       clean held-out gold set: accuracy, retention and the gate are measured on it
+    dev.jsonl        clean gold set for model selection (best checkpoint), so test.jsonl stays unbiased
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from pathlib import Path
 from zuoxiao.shards import write_json_atomic
 
 #: Bump when the generated rows change: `zuoxiao demo` regenerates data written by another version.
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 META = "meta.json"
-SPLITS = ("gold", "unlabeled", "test")
+SPLITS = ("gold", "unlabeled", "test", "dev")  # dev last: adding it left the others unchanged
 
 SLOTS = {
     "product": ["headphones", "the blender", "my new phone case", "a standing desk", "running shoes",
@@ -215,7 +216,7 @@ def _message(rng: random.Random, intent: str) -> str:
 
 
 def generate(seed: int = 0, n_gold: int = 640, n_unlabeled: int = 4000, n_test: int = 800,
-             noise: float = 0.03, keep_truth: bool = False) -> dict[str, list[dict]]:
+             noise: float = 0.03, keep_truth: bool = False, n_dev: int = 0) -> dict[str, list[dict]]:
     """Rows per split. Texts are unique across all splits (no test leakage); intents are balanced.
 
     keep_truth=True adds the intent a row was generated from ("true_label"), to measure the noise."""
@@ -223,7 +224,7 @@ def generate(seed: int = 0, n_gold: int = 640, n_unlabeled: int = 4000, n_test: 
     seen: set[str] = set()
     out: dict[str, list[dict]] = {}
     counter = 0
-    for split, n in zip(SPLITS, (n_gold, n_unlabeled, n_test), strict=True):
+    for split, n in zip(SPLITS, (n_gold, n_unlabeled, n_test, n_dev), strict=True):
         rows, attempts = [], 0
         while len(rows) < n:
             attempts += 1
@@ -237,7 +238,7 @@ def generate(seed: int = 0, n_gold: int = 640, n_unlabeled: int = 4000, n_test: 
                 continue
             seen.add(key)
             label = intent
-            if split != "test" and rng.random() < noise:  # annotator mistakes, not in the test split
+            if split in ("gold", "unlabeled") and rng.random() < noise:  # annotator mistakes, not in dev/test
                 label = rng.choice([x for x in INTENTS if x != intent])
             counter += 1
             row = {"id": f"sup-{counter:06d}", "text": text, "label": label}
@@ -255,13 +256,13 @@ def _meta(seed: int, sizes: dict[str, int], noise: float) -> dict:
 
 
 def write_demo_data(directory: str | Path, seed: int = 0, n_gold: int = 640, n_unlabeled: int = 4000,
-                    n_test: int = 800, noise: float = 0.03) -> dict:
+                    n_test: int = 800, noise: float = 0.03, n_dev: int = 0) -> dict:
     """Write the splits unless `directory` already holds this exact version; returns the meta record.
 
     meta.json is written last, so a half-written directory (killed mid-way) is regenerated next time.
     """
     directory = Path(directory)
-    sizes = {"gold": n_gold, "unlabeled": n_unlabeled, "test": n_test}
+    sizes = {"gold": n_gold, "unlabeled": n_unlabeled, "test": n_test, "dev": n_dev}
     meta = _meta(seed, sizes, noise)
     mpath = directory / META
     if mpath.is_file() and all((directory / f"{s}.jsonl").is_file() for s in SPLITS):
@@ -273,7 +274,7 @@ def write_demo_data(directory: str | Path, seed: int = 0, n_gold: int = 640, n_u
             return {**old, "regenerated": False}
     directory.mkdir(parents=True, exist_ok=True)
     mpath.unlink(missing_ok=True)
-    rows = generate(seed, n_gold, n_unlabeled, n_test, noise)
+    rows = generate(seed, n_gold, n_unlabeled, n_test, noise, n_dev=n_dev)
     for split, items in rows.items():
         tmp = directory / f".{split}.jsonl.tmp"
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items), encoding="utf-8")

@@ -65,3 +65,16 @@ def test_validate_cli_exit_codes(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "label.batchsize: unknown key" in err and "batch_size" in err
     assert main(["validate", str(tmp_path / "missing.yaml")]) == EXIT_BAD_INPUT
+
+
+def test_read_labelled_skips_empty_files_and_names_the_source(tmp_path):
+    from zuoxiao.config import DataSource
+    from zuoxiao.datasource import read_labelled
+    from zuoxiao.errors import InputError
+
+    (tmp_path / "a.jsonl").write_text("")
+    (tmp_path / "b.jsonl").write_text('{"text": "hi", "label": "x"}\n{"text": " ", "label": "y"}\n')
+    data = read_labelled(DataSource(path=str(tmp_path / "*.jsonl")))
+    assert data.texts == ["hi"] and data.label_names == ["x"] and data.skipped == {"empty_text": 1}
+    with pytest.raises(InputError, match="no usable labelled rows"):
+        read_labelled(DataSource(path=str(tmp_path / "a.jsonl")))

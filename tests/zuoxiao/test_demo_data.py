@@ -26,7 +26,8 @@ def test_deterministic_and_cached_on_disk(tmp_path):
 
 def test_realistic_properties():
     d = generate(seed=0)
-    assert {k: len(v) for k, v in d.items()} == {"gold": 640, "unlabeled": 4000, "test": 800}
+    assert {k: len(v) for k, v in d.items()} == {"gold": 640, "unlabeled": 4000, "test": 800, "dev": 0}
+    assert generate(seed=0, n_dev=40)["test"] == d["test"]  # the dev split comes last: others unchanged
     texts = [r["text"] for rows in d.values() for r in rows]
     assert len({t.lower() for t in texts}) == len(texts)  # no leakage between splits
     ids = [r["id"] for rows in d.values() for r in rows]
@@ -40,7 +41,8 @@ def test_realistic_properties():
     # label noise: a few percent in the training splits, none in the test split (it measures)
     truth = generate(seed=0, keep_truth=True)
     assert [{k: v for k, v in r.items() if k != "true_label"} for r in truth["gold"]] == d["gold"]
-    for split, lo, hi in (("gold", 0.01, 0.06), ("unlabeled", 0.015, 0.05), ("test", 0, 0)):
+    truth["dev"] = generate(seed=0, keep_truth=True, n_dev=200)["dev"]
+    for split, lo, hi in (("gold", 0.01, 0.06), ("unlabeled", 0.015, 0.05), ("test", 0, 0), ("dev", 0, 0)):
         rate = sum(r["label"] != r["true_label"] for r in truth[split]) / len(truth[split])
         assert lo <= rate <= hi, (split, rate)
     # typos: some words are not in the generator's vocabulary
