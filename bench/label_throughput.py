@@ -120,7 +120,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
     ap.add_argument("--rows", type=int, default=4000)
     ap.add_argument("--max-length", type=int, default=64, help="teacher tokens (configs/sst2.yaml uses 64)")
-    ap.add_argument("--batch-size", type=int, default=256, help="pipeline label.batch_size (configs/sst2.yaml)")
+    ap.add_argument("--batch-size", type=int, default=128, help="pipeline label.batch_size (configs/sst2.yaml)")
     ap.add_argument("--max-batch-tokens", type=int, default=8192, help="pipeline label.max_batch_tokens")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra label config overrides")
