@@ -7,7 +7,7 @@ from pathlib import Path
 WORDS = (
     "the a an and or but not very good bad great awful movie film plot actor acting story fun boring "
     "love hate it is was this that of to in on with for funny sad long short best worst ever i you "
-    "we they world sports business tech game team market stock price news"
+    "we they world sports business tech game team market stock price news word no gold label here"
 ).split()
 
 
@@ -27,7 +27,9 @@ def build_tiny_teacher(directory: Path, num_labels: int | None = None, label_nam
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + letters + ["##" + x for x in letters]
     vocab = list(dict.fromkeys(vocab))
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+    # transformers 5 silently ignores vocab_file= (every token becomes [UNK]); vocab= takes the file.
+    tok = BertTokenizerFast(vocab=str(directory / "vocab.txt"), do_lower_case=True)
+    assert tok.convert_tokens_to_ids("movie") == vocab.index("movie"), "tiny vocabulary did not load"
     tok.save_pretrained(directory)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128)
