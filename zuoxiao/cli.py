@@ -162,10 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if hasattr(args, "beam_args"):
         args.beam_args = list(args.beam_args) + beam_args
+    # Our own progress at INFO; libraries (Beam, ONNX Runtime's quantiser...) only at WARNING, so
+    # their per-tensor chatter does not bury the job's log. -v shows everything.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for name in ("zuoxiao", "pipelines", "teacher", "student"):
+        logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return _dispatch(args)
     except ZuoxiaoError as err:
