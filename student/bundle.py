@@ -8,7 +8,8 @@ This file is also copied into every bundle as ``zuoxiao_bundle.py``, so an app t
     # [{"label": "positive", "probabilities": {"negative": 0.03, "positive": 0.97}}]
 
 Bundle layout: model.onnx (int8), tokenizer.json (+ tokenizer_config.json, vocab.txt), config.json (HF
-config with id2label, plus a "zuoxiao" block: max_length, onnx file, input names), README.md (model
+config with id2label, plus a "zuoxiao" block: max_length, onnx file, input names, calibration
+temperature), README.md (model
 card), metrics.json, SHA256SUMS (verified on load).
 """
 
@@ -65,9 +66,11 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 class Bundle:
     """A loaded bundle. ``predict`` returns labels with probabilities; ``logits`` the raw scores [N, C]."""
 
-    def __init__(self, directory: Path, session, tokenizer, label_names: list[str], input_names: list[str]):
+    def __init__(self, directory: Path, session, tokenizer, label_names: list[str], input_names: list[str],
+                 temperature: float = 1.0):
         self.directory, self.session, self.tokenizer = directory, session, tokenizer
         self.label_names, self.input_names = label_names, input_names
+        self.temperature = temperature  # calibration: probabilities = softmax(logits / T)
 
     @classmethod
     def load(cls, directory: str | Path, verify: bool = True, threads: int | None = None) -> Bundle:
@@ -97,7 +100,7 @@ class Bundle:
         session = ort.InferenceSession(str(directory / meta.get("onnx_file", "model.onnx")), opts,
                                        providers=["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
-        return cls(directory, session, tokenizer, label_names, names)
+        return cls(directory, session, tokenizer, label_names, names, float(meta.get("temperature", 1.0)))
 
     def logits(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """Raw logits [N, C] (float32)."""
@@ -113,7 +116,7 @@ class Bundle:
         return np.concatenate(out) if out else np.zeros((0, len(self.label_names)), np.float32)
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[dict]:
-        """[{"label": name, "probabilities": {name: p}}] per text, in input order."""
-        probs = _softmax(self.logits(texts, batch_size).astype(np.float64))
+        """[{"label": name, "probabilities": {name: p}}] per text, in input order (calibrated)."""
+        probs = _softmax(self.logits(texts, batch_size).astype(np.float64) / self.temperature)
         return [{"label": self.label_names[int(p.argmax())],
                  "probabilities": {n: round(float(x), 6) for n, x in zip(self.label_names, p, strict=True)}} for p in probs]

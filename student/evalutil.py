@@ -42,6 +42,26 @@ def ece(probs: np.ndarray, gold: np.ndarray, bins: int = 15) -> float:
     return float(total)
 
 
+def fit_temperature(logits: np.ndarray, gold: np.ndarray) -> float:
+    """The temperature T > 0 minimising the NLL of softmax(logits / T) on a held-out gold set.
+
+    Temperature scaling (Guo et al. 2017) changes confidences, never the argmax. A 1-D search over
+    log T (coarse grid, then a finer one around the best point) is exact enough and needs no optimiser.
+    logits [N, C], gold [N].
+    """
+    z, y = logits.astype(np.float64), np.asarray(gold)
+
+    def nll(t: float) -> float:
+        a = z / t
+        a = a - a.max(-1, keepdims=True)
+        return float(np.mean(np.log(np.exp(a).sum(-1)) - a[np.arange(len(y)), y]))
+
+    grid = np.exp(np.linspace(np.log(0.02), np.log(50.0), 121))
+    best = grid[int(np.argmin([nll(t) for t in grid]))]
+    fine = best * np.exp(np.linspace(-0.08, 0.08, 33))
+    return float(fine[int(np.argmin([nll(t) for t in fine]))])
+
+
 def per_class_disagreement(student_pred: np.ndarray, teacher_pred: np.ndarray, names: list[str]) -> list[dict]:
     """For each class the teacher predicts: how often the student says something else, worst first."""
     rows = []

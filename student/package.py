@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from student.bundle import CHECKSUMS, Bundle
-from student.evalutil import ece, per_class_disagreement, softmax
+from student.evalutil import ece, fit_temperature, per_class_disagreement, softmax
 from student.metrics import agreement, classification_metrics
 from zuoxiao.shards import sha256_file, write_json_atomic
 
@@ -50,12 +50,25 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
     sess = ort.InferenceSession(str(staging / "model.onnx"), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
     del sess
-    (staging / "config.json").write_text(json.dumps(_config_json(src, report, final_rec, names), indent=2))
+    config = _config_json(src, report, final_rec, names)
+    (staging / "config.json").write_text(json.dumps(config, indent=2))
     shutil.copyfile(Path(__file__).with_name("bundle.py"), staging / "zuoxiao_bundle.py")  # stand-alone runtime
 
     bundle = Bundle.load(staging, verify=False, threads=ctx.cc.latency_threads)
+    # Calibrate on task.dev (never on task.eval, which measures): distilled logits are often too soft.
+    temperature, calibrated_on = 1.0, None
+    if ctx.cfg.task.dev is not None:
+        from zuoxiao.datasource import read_labelled
+
+        dev = read_labelled(ctx.cfg.task.dev, ctx.label_names)
+        temperature = fit_temperature(bundle.logits(dev.texts, batch_size=ctx.cc.eval_batch_size),
+                                      np.asarray(dev.labels))
+        calibrated_on = f"task.dev ({len(dev.texts)} rows)"
+        config["zuoxiao"]["temperature"] = round(temperature, 6)
+        (staging / "config.json").write_text(json.dumps(config, indent=2))
+        bundle.temperature = config["zuoxiao"]["temperature"]
     logits = bundle.logits(ctx.texts, batch_size=ctx.cc.eval_batch_size)
-    probs = softmax(logits.astype(np.float64))
+    probs = softmax(logits.astype(np.float64) / bundle.temperature)
     pred = probs.argmax(-1)
     m = classification_metrics(pred, ctx.gold, len(ctx.label_names))
     teacher_pred = getattr(ctx, "teacher_pred", None)
@@ -63,6 +76,8 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
         "accuracy": round(m["accuracy"], 5), "macro_f1": round(m["macro_f1"], 5), "n": m["n"],
         "agreement": None if teacher_pred is None else round(agreement(pred, teacher_pred), 5),
         "ece": round(ece(probs, ctx.gold), 5),
+        "ece_uncalibrated": round(ece(softmax(logits.astype(np.float64)), ctx.gold), 5),
+        "temperature": bundle.temperature, "calibrated_on": calibrated_on,
         "disagreement_by_class": None if teacher_pred is None else per_class_disagreement(
             pred, teacher_pred, ctx.label_names),
         "recall_by_class": sorted(({"class": n, "rows": int((ctx.gold == c).sum()),

@@ -163,8 +163,7 @@ Classes where the bundle and the teacher disagree most:
 
 Lowest recall against gold: {', '.join(f"{r['class']} {r['recall']:.1%} ({r['rows']} rows)" for r in shipped.get('recall_by_class', [])[:3])}.
 
-Calibration: expected calibration error (15 bins) = {shipped['ece']:.4f} on the gold set; probabilities are
-the softmax of distilled logits and were not recalibrated.
+Calibration: {_calibration(shipped)}
 Vocabulary: if the vocabulary was trimmed to the transfer set, words never seen there split into characters
 or become [UNK]; out-of-domain text degrades first.
 
@@ -181,3 +180,13 @@ model.onnx, tokenizer.json (+ tokenizer_config.json, vocab.txt), config.json (la
 
 def _fmt(x, digits: int = 2) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _calibration(shipped: dict) -> str:
+    ece, raw = shipped["ece"], shipped.get("ece_uncalibrated", shipped["ece"])
+    if shipped.get("calibrated_on"):
+        return (f"probabilities are softmax(logits / T) with T = {shipped['temperature']:.3f}, fitted on "
+                f"{shipped['calibrated_on']} (temperature scaling: the predicted label never changes); "
+                f"expected calibration error (15 bins) on the gold set {ece:.4f} (uncalibrated {raw:.4f}).")
+    return (f"expected calibration error (15 bins) = {ece:.4f} on the gold set; probabilities are the softmax "
+            "of distilled logits, not recalibrated (set task.dev to calibrate them).")

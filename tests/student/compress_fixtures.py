@@ -151,7 +151,9 @@ def make_stage_root(root: Path, gate: dict | None = None, steps: list | None = N
     (paths.student / "metrics.json").write_text(json.dumps(metrics))
     raw = {"output_dir": str(root),
            "task": {"name": "tiny-sentiment", "label_names": LABELS,
-                    "eval": {"path": str(eval_path), "text_column": "text", "label_column": "label"}},
+                    "eval": {"path": str(eval_path), "text_column": "text", "label_column": "label"},
+                    # the tiny task has one gold file: it doubles as dev (calibration) in these tests
+                    "dev": {"path": str(eval_path), "text_column": "text", "label_column": "label"}},
            "label": {"input": {"path": str(eval_path)}},
            "train": {"max_length": 16},
            "compress": {"steps": steps if steps is not None else [{"kind": "vocab_trim"}, {"kind": "quantize"}],

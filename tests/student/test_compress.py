@@ -1,6 +1,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 import yaml
 
@@ -55,6 +56,19 @@ def test_bundle_published_with_card_and_gate(stage):
     cfgjson = json.loads((paths.bundle / "config.json").read_text())
     assert cfgjson["id2label"] == {"0": "neg", "1": "pos"} and cfgjson["zuoxiao"]["max_length"] == 16
     assert not list(paths.root.glob(".bundle.*"))
+    # calibration: a temperature fitted on task.dev, applied by predict(), label unchanged
+    t = cfgjson["zuoxiao"]["temperature"]
+    assert t > 0 and metrics["bundle"]["temperature"] == t and "task.dev" in metrics["bundle"]["calibrated_on"]
+    assert "fitted on task.dev" in card
+    b = Bundle.load(paths.bundle)
+    logits = b.logits(["good fun movie", "awful boring film"])
+    z = logits / t
+    want = np.exp(z - z.max(-1, keepdims=True))
+    want /= want.sum(-1, keepdims=True)
+    got = b.predict(["good fun movie", "awful boring film"])
+    for row, w, raw in zip(got, want, logits, strict=True):
+        assert [row["probabilities"][n] for n in ("neg", "pos")] == pytest.approx(w, abs=1e-5)
+        assert row["label"] == ("neg", "pos")[int(raw.argmax())]
 
 
 def test_gate_blocks_and_publishes_nothing(stage, tmp_path):
