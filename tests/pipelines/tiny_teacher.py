@@ -19,17 +19,16 @@ def build_tiny_teacher(directory: Path, num_labels: int | None = None, label_nam
     With neither: a bare encoder (like the embedded MiniLM): the label stage adds a seeded head.
     """
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+    from tests.tiny import wordpiece_tokenizer
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,!?'")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + letters + ["##" + x for x in letters]
     vocab = list(dict.fromkeys(vocab))
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    # transformers 5 silently ignores vocab_file= (every token becomes [UNK]); vocab= takes the file.
-    tok = BertTokenizerFast(vocab=str(directory / "vocab.txt"), do_lower_case=True)
-    assert tok.convert_tokens_to_ids("movie") == vocab.index("movie"), "tiny vocabulary did not load"
+    tok = wordpiece_tokenizer(directory, vocab)
     tok.save_pretrained(directory)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128)

@@ -40,14 +40,11 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def make_tiny_bert(path: Path, num_labels: int = 2, layers: int = 4, seed: int = 0) -> Path:
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import BertConfig, BertForSequenceClassification
 
-    path.mkdir(parents=True, exist_ok=True)
-    vocab = path / "vocab.txt"
-    vocab.write_text("\n".join(SPECIAL + POS + NEG + FILL) + "\n")
-    # transformers 5 ignores BertTokenizerFast(vocab_file=...) (5 special tokens only); from a dir it reads vocab.txt
-    tok = BertTokenizerFast.from_pretrained(str(path))
-    assert len(tok) == len(SPECIAL + POS + NEG + FILL)
+    from tests.tiny import wordpiece_tokenizer
+
+    tok = wordpiece_tokenizer(path, SPECIAL + POS + NEG + FILL)
     torch.manual_seed(seed)
     cfg = BertConfig(vocab_size=len(SPECIAL + POS + NEG + FILL), hidden_size=32, num_hidden_layers=layers,
                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,

@@ -56,8 +56,9 @@ def build_tiny_backbone(directory: Path) -> Path:
     import re
 
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel
 
+    from tests.tiny import wordpiece_tokenizer
     from zuoxiao.demo_data import CONTEXTS, GREETINGS, SIGNOFFS, SLOTS, TEMPLATES
 
     words = set()
@@ -67,10 +68,7 @@ def build_tiny_backbone(directory: Path) -> Path:
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,!?'#$:()-")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(words) + letters + ["##" + x for x in letters]
     vocab = list(dict.fromkeys(vocab))
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    # transformers 5 ignores vocab_file= silently (every token becomes [UNK]); vocab= takes the file path
-    tok = BertTokenizerFast(vocab=str(directory / "vocab.txt"), do_lower_case=True)
+    tok = wordpiece_tokenizer(directory, vocab)
     assert tok.tokenize("refund please") == ["refund", "please"], "tiny tokenizer lost its vocabulary"
     tok.save_pretrained(directory)
     torch.manual_seed(0)
