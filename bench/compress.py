@@ -83,9 +83,9 @@ def interleaved_ratio(teacher_dir: str, bundle_dir: Path, seq_lens=(16, 64), run
     """Teacher PyTorch fp32 vs bundle ONNX int8 at batch 1, alternating run by run (same load for both)."""
     import torch
 
-    from student.export import input_names, onnx_session
-    from student.latency import synthetic_inputs, torch_threads
-    from teacher.model import load_classifier, load_tokenizer
+    from zuoxiao.student.compress.export import input_names, onnx_session
+    from zuoxiao.student.compress.latency import synthetic_inputs, torch_threads
+    from zuoxiao.teacher.model import load_classifier, load_tokenizer
 
     teacher = load_classifier(teacher_dir)
     tok = load_tokenizer(teacher_dir)
@@ -116,9 +116,9 @@ def interleaved_ratio(teacher_dir: str, bundle_dir: Path, seq_lens=(16, 64), run
 
 def step_latency_16_64(report: dict, runs: int) -> dict:
     """Batch-1 p50 at 16 and 64 tokens for every step's artefact (teacher measured separately)."""
-    from student.export import input_names
-    from student.latency import measure
-    from student.modelio import load_model
+    from zuoxiao.student.compress.export import input_names
+    from zuoxiao.student.compress.latency import measure
+    from zuoxiao.student.compress.modelio import load_model
 
     out = {}
     for r in report["steps"]:
@@ -148,16 +148,16 @@ def main(argv=None) -> dict:
     train_s = round(time.time() - t0, 1)
     import distill_quality
 
-    from student.compress import compress
-    from student.modelio import weights_bytes
-    from zuoxiao.errors import GateFailed
-    from zuoxiao.paths import StagePaths
+    from zuoxiao.core.errors import GateFailed
+    from zuoxiao.core.paths import StagePaths
+    from zuoxiao.student.compress.modelio import weights_bytes
+    from zuoxiao.student.compress.stage import compress
 
     ds = distill_quality.DATASETS[args.dataset]
     metrics = json.loads((work / "student" / "metrics.json").read_text())
     teacher_dir = metrics["teacher"]["path"]
     root = Path(args.data_dir) / args.dataset
-    from zuoxiao.config import parse_config
+    from zuoxiao.core.config import parse_config
 
     cfg = parse_config({
         "output_dir": str(work), "seed": 0,

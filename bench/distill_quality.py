@@ -70,8 +70,8 @@ def write_tsv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 
 def split_files(args, ds: dict, work: Path) -> dict:
     """train / dev / test sources. AG News has no dev split: hold the last --dev-rows train rows out."""
-    from zuoxiao.config.base import DataSource
-    from zuoxiao.datasource import read_file
+    from zuoxiao.core.config.base import DataSource
+    from zuoxiao.core.datasource import read_file
 
     root = Path(args.data_dir) / args.dataset
     src = {"format": "tsv", "text_column": ds["text"], "label_column": "label"}
@@ -89,7 +89,7 @@ def split_files(args, ds: dict, work: Path) -> dict:
 
 
 def make_cfg(args, ds, files, work: Path, teacher_path: str, train_over: dict | None = None):
-    from zuoxiao.config import parse_config
+    from zuoxiao.core.config import parse_config
 
     src = files["src"]
     raw = {
@@ -122,8 +122,8 @@ def make_cfg(args, ds, files, work: Path, teacher_path: str, train_over: dict | 
 
 
 def test_acc(model_dir: Path, files, labels, max_length) -> dict:
-    from student.evaluate import evaluate_model
-    from teacher.model import load_classifier, load_tokenizer
+    from zuoxiao.core.evaluate import evaluate_model
+    from zuoxiao.teacher.model import load_classifier, load_tokenizer
 
     model = load_classifier(str(model_dir), labels)
     res = evaluate_model(model, load_tokenizer(str(model_dir)), files["test"], labels, max_length)
@@ -136,10 +136,10 @@ def main(argv=None) -> dict:
     ds = DATASETS[args.dataset]
     work = Path(args.workdir or tempfile.mkdtemp(prefix=f"zx-bench-{args.dataset}-"))
     work.mkdir(parents=True, exist_ok=True)
-    from pipelines.label import label_from_config
-    from student.metrics import agreement
-    from student.train import train
-    from teacher.finetune import finetune_teacher
+    from zuoxiao.core.metrics import agreement
+    from zuoxiao.pipelines.label import label_from_config
+    from zuoxiao.student.train import train
+    from zuoxiao.teacher.finetune import finetune_teacher
 
     files = split_files(args, ds, work)
     times = {}

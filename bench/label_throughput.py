@@ -86,8 +86,8 @@ def bare_loop(model, tokenizer, texts: list[str], max_length: int, sort: bool, b
 
 def pipeline_run(data_dir: Path, rows: int, max_length: int, batch_size: int, max_batch_tokens: int | None,
                  workdir: Path, extra: list[str]) -> dict:
-    from pipelines.label import label_from_config
-    from zuoxiao.config import load_config, parse_config
+    from zuoxiao.core.config import load_config, parse_config
+    from zuoxiao.pipelines.label import label_from_config
 
     raw = {
         "output_dir": str(workdir),
@@ -128,7 +128,7 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from teacher.model import load_classifier, load_tokenizer
+    from zuoxiao.teacher.model import load_classifier, load_tokenizer
 
     data_dir = args.data_dir.resolve()
     texts = read_rows(data_dir, args.rows)

@@ -22,9 +22,9 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.io import fileio
 
-from zuoxiao.config.base import DataSource
-from zuoxiao.datasource import SUFFIX_FORMATS, detect_format, resolve_files
-from zuoxiao.errors import InputError
+from zuoxiao.core.config.base import DataSource
+from zuoxiao.core.datasource import SUFFIX_FORMATS, detect_format, resolve_files
+from zuoxiao.core.errors import InputError
 
 log = logging.getLogger(__name__)
 

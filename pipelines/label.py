@@ -37,17 +37,17 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
-from pipelines.io import ReadTaskRows, check_columns, input_files
-from pipelines.label_names import resolve_label_names
-from pipelines.options import beam_flags, make_runner, worker_threads
-from pipelines.validate import REJECTED, DropDuplicateIds, ValidateRow
-from pipelines.write import WriteSharded
-from teacher.handler import TeacherModelHandler, forget_preloaded, register_preloaded, tokenize_texts
-from teacher.soft_labels import soft_label_columns, storage_kind
-from zuoxiao.config import Config, save_resolved
-from zuoxiao.errors import ConfigError, InputError, IntegrityError
-from zuoxiao.paths import StagePaths, teacher_path_for_label
-from zuoxiao.shards import MANIFEST, SCHEMA_VERSION, schema_with_metadata, sha256_file, write_json_atomic
+from zuoxiao.core.config import Config, save_resolved
+from zuoxiao.core.errors import ConfigError, InputError, IntegrityError
+from zuoxiao.core.paths import StagePaths, teacher_path_for_label
+from zuoxiao.core.shards import MANIFEST, SCHEMA_VERSION, schema_with_metadata, sha256_file, write_json_atomic
+from zuoxiao.pipelines.io import ReadTaskRows, check_columns, input_files
+from zuoxiao.pipelines.label_names import resolve_label_names
+from zuoxiao.pipelines.options import beam_flags, make_runner, worker_threads
+from zuoxiao.pipelines.validate import REJECTED, DropDuplicateIds, ValidateRow
+from zuoxiao.pipelines.write import WriteSharded
+from zuoxiao.teacher.handler import TeacherModelHandler, forget_preloaded, register_preloaded, tokenize_texts
+from zuoxiao.teacher.soft_labels import soft_label_columns, storage_kind
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class TokenizeBatch(beam.DoFn):
         self.path, self.max_length, self.trust_remote_code = path, max_length, trust_remote_code
 
     def setup(self):
-        from teacher.model import load_tokenizer
+        from zuoxiao.teacher.model import load_tokenizer
 
         self.tokenizer = load_tokenizer(self.path, self.trust_remote_code)
 
@@ -120,13 +120,13 @@ def build_graph(p, plan: dict):
     unique = checked.records | "Dedupe" >> DropDuplicateIds()
     records = unique.records
     if lc.augment.enabled:
-        from teacher.augment import Augment
+        from zuoxiao.teacher.augment import Augment
 
         augmented = records | "Augment" >> Augment(lc.augment, plan["mask_token"])
         records = (records, augmented) | "WithAugmented" >> beam.Flatten()
     hits = None
     if plan["cache_files"]:
-        from teacher.cache import CacheLookup
+        from zuoxiao.teacher.cache import CacheLookup
 
         looked = records | "CacheLookup" >> CacheLookup(plan["cache_files"], lc.teacher.max_length)
         hits, records = looked.hit, looked.miss
@@ -148,7 +148,7 @@ def build_graph(p, plan: dict):
         | "Teacher" >> RunInference(handler.with_no_batching())
     )
     labeled = inferred if hits is None else (hits, inferred) | "WithCacheHits" >> beam.Flatten()
-    from teacher.cache import CACHE_SCHEMA
+    from zuoxiao.teacher.cache import CACHE_SCHEMA
 
     (labeled
      | "SoftLabels" >> beam.Map(to_shard_row, max_full_classes=lc.max_full_classes, top_k=lc.top_k)
@@ -220,7 +220,7 @@ def label_from_config(
     """Run the label pipeline; return the manifest (also written to out_dir/manifest.json, last)."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from teacher.model import fingerprint, load_classifier, load_tokenizer, resolve_model_path
+    from zuoxiao.teacher.model import fingerprint, load_classifier, load_tokenizer, resolve_model_path
 
     t_start = time.perf_counter()
     lc = cfg.label
@@ -257,7 +257,7 @@ def label_from_config(
     cache = None
     cache_files: list[str] = []
     if cache_dir is not None:
-        from teacher.cache import TeacherCache
+        from zuoxiao.teacher.cache import TeacherCache
 
         cache = TeacherCache(cache_dir, fp, lc.teacher.max_length)
         cache_files = cache.valid_files()
@@ -357,7 +357,7 @@ def label_from_config(
 
 def run(argv: list[str] | None = None, test_pipeline=None) -> dict:
     """Beam-example entry point: our flags are parsed here, everything else goes to PipelineOptions."""
-    from zuoxiao.config import load_config
+    from zuoxiao.core.config import load_config
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.label", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="YAML config, e.g. configs/demo.yaml")
@@ -373,7 +373,7 @@ def run(argv: list[str] | None = None, test_pipeline=None) -> dict:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from zuoxiao.errors import ZuoxiaoError
+    from zuoxiao.core.errors import ZuoxiaoError
 
     try:
         run(sys.argv[1:])

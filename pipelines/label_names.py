@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipelines.validate import normalize_label
-from zuoxiao.config import Config
-from zuoxiao.errors import ConfigError, InputError
+from zuoxiao.core.config import Config
+from zuoxiao.core.errors import ConfigError, InputError
+from zuoxiao.core.rows import normalize_label
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def resolve_label_names(cfg: Config, teacher_path: str, files: list[tuple[str, s
     """
     from transformers import AutoConfig
 
-    from teacher.model import resolve_model_path
+    from zuoxiao.teacher.model import resolve_model_path
 
     tcfg = AutoConfig.from_pretrained(resolve_model_path(teacher_path),
                                       trust_remote_code=cfg.label.teacher.trust_remote_code)
@@ -48,7 +48,7 @@ def resolve_label_names(cfg: Config, teacher_path: str, files: list[tuple[str, s
     if src.label_column is None:
         raise ConfigError("task.label_names is null, the teacher has no task labels and label.input has no "
                           "label_column: set task.label_names: [name0, name1, ...]")
-    from zuoxiao.datasource import read_file
+    from zuoxiao.core.datasource import read_file
 
     seen: set[str] = set()
     for path, fmt in files:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from zuoxiao.config import Config
+from zuoxiao.core.config import Config
 
 
 def beam_flags(cfg: Config, beam_args: list[str] | None) -> list[str]:

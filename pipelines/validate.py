@@ -14,34 +14,16 @@ missing_id, unknown_label, duplicate_id.
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import apache_beam as beam
 from apache_beam import pvalue
 
+from zuoxiao.core.rows import normalize_label, text_hash
+
 REJECTED = "rejected"
 REASONS = ("malformed_row", "undecodable_bytes", "missing_text", "null_text", "non_string_text",
            "empty_text", "missing_id", "unknown_label", "duplicate_id")
-
-
-def text_hash(text: str) -> str:
-    """sha256 of the UTF-8 text: the cache key and (first 32 hex chars) the default id."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def normalize_label(value) -> str | None:
-    """Gold values are matched as strings: 1, 1.0, "1" and " 1 " all mean "1". None/"" = unlabelled."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    text = str(value).strip()
-    return text or None
 
 
 def _has_surrogates(s: str) -> bool:

@@ -21,7 +21,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from zuoxiao.shards import REJECTED_SCHEMA, SHARD_SCHEMA
+from zuoxiao.core.shards import REJECTED_SCHEMA, SHARD_SCHEMA
 
 COMPRESSION = "zstd"
 
@@ -73,7 +73,7 @@ class WriteShard(beam.DoFn):
             "cache_misses": len(fresh),
         }
         if self.cache_schema is not None and fresh:
-            from teacher.cache import cache_table
+            from zuoxiao.teacher.cache import cache_table
 
             seen, unique = set(), []
             for r in fresh:  # one cache row per distinct text

@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from student.losses import NO_GOLD, dense_from_topk
-from zuoxiao.errors import IntegrityError
-from zuoxiao.shards import SCHEMA_VERSION, SHARD_SCHEMA, read_manifest, shard_paths
+from zuoxiao.core.errors import IntegrityError
+from zuoxiao.core.shards import SCHEMA_VERSION, SHARD_SCHEMA, read_manifest, shard_paths
+from zuoxiao.student.losses import NO_GOLD, dense_from_topk
 
 COLUMNS = ["text", "gold", "logits", "topk_indices", "topk_logprobs", "residual_mass"]
 

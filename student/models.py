@@ -10,25 +10,14 @@ from __future__ import annotations
 
 import copy
 import logging
-from pathlib import Path
 
 import torch
 
-from teacher.model import load_classifier, load_tokenizer
-from zuoxiao.config.train import AdapterConfig, StudentConfig
-from zuoxiao.errors import ConfigError
+from zuoxiao.core.config.train import AdapterConfig, StudentConfig
+from zuoxiao.core.errors import ConfigError
+from zuoxiao.teacher.model import load_classifier, load_tokenizer
 
 log = logging.getLogger(__name__)
-
-
-def count_params(model) -> dict:
-    """params, trainable and non-embedding (everything outside `*.embeddings.*`) parameter counts."""
-    total = trainable = embedding = 0
-    for name, p in model.named_parameters():
-        total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
-        embedding += p.numel() if ".embeddings." in f".{name}" else 0
-    return {"params": total, "trainable": trainable, "non_embedding_params": total - embedding}
 
 
 def _encoder_layers(model):
@@ -41,7 +30,7 @@ def _encoder_layers(model):
         if isinstance(obj, torch.nn.ModuleList):
             return obj
     raise ConfigError(
-        f"student.kind=from_teacher cannot find the encoder layers of a {type(model).__name__}; "
+        f"zuoxiao.student.kind=from_teacher cannot find the encoder layers of a {type(model).__name__}; "
         "use student.kind=pretrained or config"
     )
 
@@ -140,10 +129,6 @@ def build_student(spec: StudentConfig, teacher_path: str, label_names: list[str]
     return model, tokenizer
 
 
-def freeze_word_embeddings(model) -> None:
-    model.get_input_embeddings().weight.requires_grad_(False)
-
-
 def head_module_names(model) -> list[str]:
     """Names of the classification head modules (trained in full under LoRA)."""
     return [n for n in ("classifier", "score", "pre_classifier") if hasattr(model, n)]
@@ -176,27 +161,3 @@ def merged(model):
     return model
 
 
-def save_model_dir(model, tokenizer, out_dir: Path, label_names: list[str]) -> None:
-    """save_pretrained (safetensors) + tokenizer, with vocab.txt even where transformers 5 skips it."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.config.id2label = dict(enumerate(label_names))
-    model.config.label2id = {n: i for i, n in enumerate(label_names)}
-    model.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
-    write_vocab_txt(tokenizer, out_dir)
-
-
-def write_vocab_txt(tokenizer, out_dir: Path) -> None:
-    """WordPiece tokenizers: write vocab.txt (one token per line, id order) if it is missing."""
-    target = Path(out_dir) / "vocab.txt"
-    if target.is_file():
-        return
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None or type(backend.model).__name__ != "WordPiece":
-        return
-    vocab = backend.get_vocab(with_added_tokens=True)
-    by_id = sorted(vocab.items(), key=lambda kv: kv[1])
-    if [i for _, i in by_id] != list(range(len(by_id))):
-        log.warning("vocabulary ids are not contiguous; vocab.txt not written")
-        return
-    target.write_text("".join(tok + "\n" for tok, _ in by_id), encoding="utf-8")

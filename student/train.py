@@ -16,23 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from student.data import ShardStream, collate
-from student.evaluate import evaluate_texts, predict_logits
-from student.loop import LoopSpec, fit, make_accelerator
-from student.losses import distill_loss
-from student.metrics import agreement, classification_metrics
-from student.models import (
-    apply_adapter,
-    build_student,
-    count_params,
-    freeze_word_embeddings,
-    merged,
-    save_model_dir,
-)
-from zuoxiao.config import Config, save_resolved
-from zuoxiao.datasource import read_labelled
-from zuoxiao.errors import ConfigError
-from zuoxiao.shards import write_json_atomic
+from zuoxiao.core.config import Config, save_resolved
+from zuoxiao.core.datasource import read_labelled
+from zuoxiao.core.errors import ConfigError
+from zuoxiao.core.evaluate import evaluate_texts, predict_logits
+from zuoxiao.core.loop import LoopSpec, fit, make_accelerator
+from zuoxiao.core.metrics import agreement, classification_metrics
+from zuoxiao.core.modelio import count_params, freeze_word_embeddings, save_model_dir
+from zuoxiao.core.shards import write_json_atomic
+from zuoxiao.student.data import ShardStream, collate
+from zuoxiao.student.losses import distill_loss
+from zuoxiao.student.models import apply_adapter, build_student, merged
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +58,7 @@ def teacher_on_eval(teacher_path: str, label_names: list[str], cfg: Config, text
 
     With ``dev_texts``, also its predictions on the dev set ("dev_predictions"), for agreement there.
     """
-    from teacher.model import fingerprint, load_classifier, load_tokenizer
+    from zuoxiao.teacher.model import fingerprint, load_classifier, load_tokenizer
 
     spec = cfg.label.teacher
     model = load_classifier(teacher_path, label_names, spec.trust_remote_code)

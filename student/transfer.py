@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from zuoxiao.errors import IntegrityError
-from zuoxiao.shards import read_manifest, shard_paths
+from zuoxiao.core.errors import IntegrityError
+from zuoxiao.core.shards import read_manifest, shard_paths
 
 
 @dataclass

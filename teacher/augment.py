@@ -50,7 +50,7 @@ def augment_text(text: str, vocab: list[str], rng: random.Random, p_mask: float,
 def augment_record(rec: dict, vocab: list[str], cfg, mask_token: str) -> list[dict]:
     """One original record -> up to cfg.copies augmented records (copies equal to the original or to
     an earlier copy are dropped: labelling the same text twice teaches nothing)."""
-    from pipelines.validate import text_hash
+    from zuoxiao.core.rows import text_hash
 
     seen = {rec["text"]}
     out = []

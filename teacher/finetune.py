@@ -18,14 +18,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from student.evaluate import evaluate_texts
-from student.loop import LoopSpec, fit, make_accelerator
-from student.models import count_params, freeze_word_embeddings, save_model_dir
-from teacher.model import load_classifier, load_tokenizer
-from zuoxiao.config import Config, save_resolved
-from zuoxiao.datasource import read_labelled
-from zuoxiao.errors import ConfigError
-from zuoxiao.shards import write_json_atomic
+from zuoxiao.core.config import Config, save_resolved
+from zuoxiao.core.datasource import read_labelled
+from zuoxiao.core.errors import ConfigError
+from zuoxiao.core.evaluate import evaluate_texts
+from zuoxiao.core.loop import LoopSpec, fit, make_accelerator
+from zuoxiao.core.modelio import count_params, freeze_word_embeddings, save_model_dir
+from zuoxiao.core.shards import write_json_atomic
+from zuoxiao.teacher.model import load_classifier, load_tokenizer
 
 log = logging.getLogger(__name__)
 

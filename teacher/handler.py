@@ -114,7 +114,7 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
     def load_model(self) -> LoadedTeacher:
         import torch
 
-        from teacher.model import load_classifier, load_tokenizer, pick_device
+        from zuoxiao.teacher.model import load_classifier, load_tokenizer, pick_device
 
         # Threads must be set here, in the process that runs inference (env vars do not reach
         # in-memory workers, and N processes x all-cores threads oversubscribe the CPU).

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from zuoxiao.config.base import EMBEDDED_TEACHER
-from zuoxiao.errors import InputError
+from zuoxiao.core.config.base import EMBEDDED_TEACHER
+from zuoxiao.core.errors import InputError
 
 #: Seed for freshly initialised classification heads: the same un-finetuned teacher in every worker.
 HEAD_INIT_SEED = 0

@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from zuoxiao.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, ZuoxiaoError
+from zuoxiao.core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, ZuoxiaoError
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args):
-    from zuoxiao.config import load_config
+    from zuoxiao.core.config import load_config
 
     return load_config(args.config, args.overrides)
 
@@ -87,7 +87,7 @@ def _print_json(obj) -> None:
 
 
 def _dispatch(args) -> int:
-    from zuoxiao.paths import StagePaths
+    from zuoxiao.core.paths import StagePaths
 
     if args.command == "validate":
         import yaml
@@ -98,7 +98,7 @@ def _dispatch(args) -> int:
         print(f"{args.config}: OK", file=sys.stderr)
         return EXIT_OK
     if args.command == "label":
-        from pipelines.label import label_from_config
+        from zuoxiao.pipelines.label import label_from_config
 
         cfg = _load(args)
         out = Path(args.output) if args.output else StagePaths(Path(cfg.output_dir)).label
@@ -106,14 +106,14 @@ def _dispatch(args) -> int:
         _print_json({"output": str(out), "counts": manifest["counts"]})
         return EXIT_OK
     if args.command == "finetune-teacher":
-        from teacher.finetune import finetune_teacher
+        from zuoxiao.teacher.finetune import finetune_teacher
 
         cfg = _load(args)
         out = Path(args.output) if args.output else StagePaths(Path(cfg.output_dir)).teacher
         _print_json(finetune_teacher(cfg, out))
         return EXIT_OK
     if args.command == "train":
-        from student.train import train
+        from zuoxiao.student.train import train
 
         cfg = _load(args)
         paths = StagePaths(Path(cfg.output_dir))
@@ -122,31 +122,31 @@ def _dispatch(args) -> int:
         _print_json(train(cfg, shards, out, resume=args.resume))
         return EXIT_OK
     if args.command == "compress":
-        from student.compress import compress
+        from zuoxiao.student.compress.stage import compress
 
         cfg = _load(args)
         _print_json(compress(cfg, StagePaths(Path(cfg.output_dir))))
         return EXIT_OK
     if args.command == "export":
-        from student.compress import export_bundle
+        from zuoxiao.student.compress.stage import export_bundle
 
         cfg = _load(args)
         _print_json(export_bundle(cfg, StagePaths(Path(cfg.output_dir))))
         return EXIT_OK
     if args.command == "run":
-        from zuoxiao.runner import run_job
+        from zuoxiao.run.runner import run_job
 
         cfg = _load(args)
         summary = run_job(cfg, force=args.force)
         return summary.get("exit_code", EXIT_OK)
     if args.command == "predict":
-        from student.bundle import Bundle
+        from zuoxiao.ship.runtime import Bundle
 
         bundle = Bundle.load(args.bundle)
         _print_json(bundle.predict(args.texts))
         return EXIT_OK
     if args.command == "demo":
-        from zuoxiao.demo import run_demo
+        from zuoxiao.run.demo import run_demo
 
         return run_demo(Path(args.output), overrides=args.overrides)
     raise AssertionError(args.command)

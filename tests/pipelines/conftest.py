@@ -46,7 +46,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 @pytest.fixture
 def make_cfg(tmp_path, tiny_teacher):
     """make_cfg(input_path, **label_overrides) -> a validated Config for a tiny label run."""
-    from zuoxiao.config import parse_config
+    from zuoxiao.core.config import parse_config
 
     def make(path, fmt="auto", text_column="sentence", label_column="label", id_column=None,
              label_names=("0", "1"), teacher=None, **label):

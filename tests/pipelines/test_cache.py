@@ -5,10 +5,10 @@ import logging
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.label import label_from_config
-from teacher.cache import CACHE_SCHEMA, TeacherCache
 from tests.pipelines.conftest import SENTENCES, write_tsv
-from zuoxiao.shards import read_manifest
+from zuoxiao.core.shards import read_manifest
+from zuoxiao.pipelines.label import label_from_config
+from zuoxiao.teacher.cache import CACHE_SCHEMA, TeacherCache
 
 
 def _logits(out):

@@ -6,10 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.label import label_from_config
 from tests.pipelines.conftest import SENTENCES, write_jsonl, write_tsv
-from zuoxiao.errors import InputError
-from zuoxiao.shards import read_manifest
+from zuoxiao.core.errors import InputError
+from zuoxiao.core.shards import read_manifest
+from zuoxiao.pipelines.label import label_from_config
 
 
 def _texts(out):

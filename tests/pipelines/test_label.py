@@ -8,11 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipelines.label import label_from_config, run
-from teacher.model import load_classifier
 from tests.pipelines.conftest import SENTENCES, write_tsv
-from zuoxiao.errors import ConfigError
-from zuoxiao.shards import SHARD_SCHEMA, read_manifest, sha256_file
+from zuoxiao.core.errors import ConfigError
+from zuoxiao.core.shards import SHARD_SCHEMA, read_manifest, sha256_file
+from zuoxiao.pipelines.label import label_from_config, run
+from zuoxiao.teacher.model import load_classifier
 
 
 def _rows(out):
@@ -110,7 +110,7 @@ def test_manifest_shards_schema_and_determinism(tmp_path, make_cfg):
     # tampering is detected by the reader
     with open(a / ma["shards"][0]["file"], "ab") as f:
         f.write(b"x")
-    from zuoxiao.errors import IntegrityError
+    from zuoxiao.core.errors import IntegrityError
     with pytest.raises(IntegrityError, match="sha256"):
         read_manifest(a)
 

@@ -1,7 +1,7 @@
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.options import beam_flags, make_runner, worker_threads
-from zuoxiao.config import parse_config
+from zuoxiao.core.config import parse_config
+from zuoxiao.pipelines.options import beam_flags, make_runner, worker_threads
 
 
 def _cfg(**beam):

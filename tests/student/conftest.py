@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from zuoxiao.config import parse_config
-from zuoxiao.shards import schema_with_metadata, sha256_file, write_json_atomic
+from zuoxiao.core.config import parse_config
+from zuoxiao.core.shards import schema_with_metadata, sha256_file, write_json_atomic
 
 POS = ["good", "great", "nice", "fine", "superb", "lovely"]
 NEG = ["bad", "awful", "poor", "sad", "terrible", "ugly"]

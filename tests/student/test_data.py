@@ -8,10 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from student.data import ShardStream
-from student.losses import NO_GOLD
 from tests.student.conftest import make_rows, write_shards
-from zuoxiao.errors import IntegrityError
+from zuoxiao.core.errors import IntegrityError
+from zuoxiao.student.data import ShardStream
+from zuoxiao.student.losses import NO_GOLD
 
 
 def _copy(src, dst):
@@ -63,7 +63,7 @@ def test_wrong_schema_refused(tmp_path, toy_shards):
     shard = d / manifest["shards"][0]["file"]
     table = pq.read_table(shard).drop_columns(["entropy"])
     pq.write_table(table, shard)
-    from zuoxiao.shards import sha256_file, write_json_atomic
+    from zuoxiao.core.shards import sha256_file, write_json_atomic
 
     manifest["shards"][0]["sha256"] = sha256_file(shard)  # checksum right, columns wrong
     write_json_atomic(d / "manifest.json", manifest)

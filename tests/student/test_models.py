@@ -11,9 +11,9 @@ import json
 import pytest
 from safetensors import safe_open
 
-from student.models import count_params
-from student.train import train
 from tests.student.conftest import make_cfg
+from zuoxiao.core.modelio import count_params
+from zuoxiao.student.train import train
 
 EMB, LAYER, POOLER, HEAD = 3104, 8544, 1056, 66
 
@@ -76,14 +76,14 @@ def test_config_kind(tmp_path, tiny_teacher, toy_data, toy_shards):
 
 
 def test_bad_layer_index_is_a_config_error(tmp_path, tiny_teacher, toy_data, toy_shards):
-    from zuoxiao.errors import ConfigError
+    from zuoxiao.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"teacher has 4 layers.*\[7\]"):
         train(make_cfg(tiny_teacher, toy_data, student={"layers": [0, 7]}), toy_shards, tmp_path / "s")
 
 
 def test_count_params_splits_embeddings(tiny_teacher):
-    from teacher.model import load_classifier
+    from zuoxiao.teacher.model import load_classifier
 
     c = count_params(load_classifier(str(tiny_teacher)))
     assert c == {"params": EMB + 4 * LAYER + POOLER + HEAD, "trainable": EMB + 4 * LAYER + POOLER + HEAD,

@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import student.train as train_mod
-from student.train import distill_model, train
+import zuoxiao.student.train as train_mod
 from tests.student.conftest import make_cfg
-from zuoxiao.errors import ConfigError, IntegrityError
+from zuoxiao.core.errors import ConfigError, IntegrityError
+from zuoxiao.student.train import distill_model, train
 
 
 def test_metrics_contract_and_outputs(tmp_path, tiny_teacher, toy_data, toy_shards):
@@ -86,7 +86,7 @@ def test_label_names_mismatch_is_config_error(tmp_path, tiny_teacher, toy_data, 
 
 
 def test_distill_model_moves_towards_teacher(tiny_teacher, toy_data, toy_shards):
-    from teacher.model import load_classifier, load_tokenizer
+    from zuoxiao.teacher.model import load_classifier, load_tokenizer
 
     cfg = make_cfg(tiny_teacher, toy_data)
     model = load_classifier(str(tiny_teacher), ["neg", "pos"])
@@ -97,7 +97,7 @@ def test_distill_model_moves_towards_teacher(tiny_teacher, toy_data, toy_shards)
 
 
 def test_label_then_train_end_to_end(tmp_path, tiny_teacher, toy_data):
-    from pipelines.label import label_from_config
+    from zuoxiao.pipelines.label import label_from_config
 
     cfg = make_cfg(tiny_teacher, toy_data, optim={"max_steps": 4, "batch_size": 16, "lr": 3e-3})
     manifest = label_from_config(cfg, tmp_path / "label", teacher_path=str(tiny_teacher))

@@ -1,5 +1,5 @@
-from teacher.augment import augment_record, augment_text, rng_for
-from zuoxiao.config import AugmentConfig
+from zuoxiao.core.config import AugmentConfig
+from zuoxiao.teacher.augment import augment_record, augment_text, rng_for
 
 REC = {"id": "r1", "text": "the plot is very boring and long", "text_hash": "h", "gold": 1,
        "augmented": False, "source": "f", "pos": 0}

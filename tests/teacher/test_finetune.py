@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from student.evaluate import evaluate_model
-from teacher.finetune import finetune_teacher, split_eval
-from teacher.model import label_names_of, load_classifier, load_tokenizer
 from tests.student.conftest import make_rows, make_tiny_bert, one_thread, write_jsonl
-from zuoxiao.config import parse_config
-from zuoxiao.errors import ConfigError
+from zuoxiao.core.config import parse_config
+from zuoxiao.core.errors import ConfigError
+from zuoxiao.core.evaluate import evaluate_model
+from zuoxiao.teacher.finetune import finetune_teacher, split_eval
+from zuoxiao.teacher.model import label_names_of, load_classifier, load_tokenizer
 
 __all__ = ["one_thread"]  # the autouse fixture from tests/student/conftest.py applies here too
 

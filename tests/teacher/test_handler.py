@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from teacher.handler import TeacherModelHandler, tokenize_texts
-from teacher.model import load_classifier, load_tokenizer
+from zuoxiao.teacher.handler import TeacherModelHandler, tokenize_texts
+from zuoxiao.teacher.model import load_classifier, load_tokenizer
 
 TEXTS = ["a good movie", "the worst film ever made in the world", "fun", "i love this very long story"]
 

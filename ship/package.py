@@ -1,0 +1,120 @@
+"""Assemble the app-team bundle in a staging directory and measure it with its own runtime.
+
+The bundle is evaluated through ``student.bundle.Bundle`` (tokenizers + onnxruntime), not through the
+PyTorch path, so the numbers in its model card are the numbers of what ships, tokenisation included.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from zuoxiao.core.metrics import agreement, classification_metrics
+from zuoxiao.core.shards import sha256_file, write_json_atomic
+from zuoxiao.ship.calibration import ece, fit_temperature, per_class_disagreement, softmax
+from zuoxiao.ship.runtime import CHECKSUMS, Bundle
+
+#: Files inference needs (what "bundle bytes" and the size gate count).
+RUNTIME_FILES = ["model.onnx", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                 "config.json"]
+
+
+def _config_json(src: Path, report: dict, final_rec: dict, input_names: list[str]) -> dict:
+    config = json.loads((src / "config.json").read_text())
+    config["zuoxiao"] = {
+        "onnx_file": "model.onnx", "max_length": report["max_length"], "input_names": input_names,
+        "pad_token_id": config.get("pad_token_id") or 0, "runtime": final_rec["runtime"],
+        "task": report["task"], "label_names": report["label_names"],
+        "note": "head/FFN counts in this config may differ from the ONNX graph after pruning; the graph is "
+                "authoritative",
+    }
+    return config
+
+
+def build_bundle(ctx, report: dict, staging: Path) -> dict:
+    """Write the bundle into ``staging`` and return its measurements (the 'shipped' record)."""
+    from zuoxiao.ship.card import model_card
+
+    src = Path(report["final"]["dir"])
+    final_rec = report["steps"][-1]
+    staging.mkdir(parents=True)
+    shutil.copyfile(report["final"]["onnx"], staging / "model.onnx")
+    for name in RUNTIME_FILES[1:-1]:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, staging / name)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(staging / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    del sess
+    config = _config_json(src, report, final_rec, names)
+    (staging / "config.json").write_text(json.dumps(config, indent=2))
+    shutil.copyfile(Path(__file__).with_name("runtime.py"), staging / "zuoxiao_bundle.py")  # stand-alone runtime
+
+    bundle = Bundle.load(staging, verify=False, threads=ctx.cc.latency_threads)
+    # Calibrate on task.dev (never on task.eval, which measures): distilled logits are often too soft.
+    temperature, calibrated_on = 1.0, None
+    if ctx.cfg.task.dev is not None:
+        from zuoxiao.core.datasource import read_labelled
+
+        dev = read_labelled(ctx.cfg.task.dev, ctx.label_names)
+        temperature = fit_temperature(bundle.logits(dev.texts, batch_size=ctx.cc.eval_batch_size),
+                                      np.asarray(dev.labels))
+        calibrated_on = f"task.dev ({len(dev.texts)} rows)"
+        config["zuoxiao"]["temperature"] = round(temperature, 6)
+        (staging / "config.json").write_text(json.dumps(config, indent=2))
+        bundle.temperature = config["zuoxiao"]["temperature"]
+    logits = bundle.logits(ctx.texts, batch_size=ctx.cc.eval_batch_size)
+    probs = softmax(logits.astype(np.float64) / bundle.temperature)
+    pred = probs.argmax(-1)
+    m = classification_metrics(pred, ctx.gold, len(ctx.label_names))
+    teacher_pred = getattr(ctx, "teacher_pred", None)
+    shipped = {
+        "accuracy": round(m["accuracy"], 5), "macro_f1": round(m["macro_f1"], 5), "n": m["n"],
+        "agreement": None if teacher_pred is None else round(agreement(pred, teacher_pred), 5),
+        "ece": round(ece(probs, ctx.gold), 5),
+        "ece_uncalibrated": round(ece(softmax(logits.astype(np.float64)), ctx.gold), 5),
+        "temperature": bundle.temperature, "calibrated_on": calibrated_on,
+        "disagreement_by_class": None if teacher_pred is None else per_class_disagreement(
+            pred, teacher_pred, ctx.label_names),
+        "recall_by_class": sorted(({"class": n, "rows": int((ctx.gold == c).sum()),
+                                    "recall": round(float((pred[ctx.gold == c] == c).mean()), 4)}
+                                   for c, n in enumerate(ctx.label_names) if (ctx.gold == c).any()),
+                                  key=lambda r: r["recall"]),
+        "bytes": sum((staging / f).stat().st_size for f in RUNTIME_FILES if (staging / f).is_file()),
+        "model_bytes": (staging / "model.onnx").stat().st_size,
+        "latency_ms": final_rec["latency_ms"], "runtime": final_rec["runtime"],
+        "from_step": final_rec["name"],
+        "step_accuracy": final_rec["accuracy"],
+    }
+    from zuoxiao.ship.gate import check_gate
+
+    shipped["gate"] = check_gate(ctx.cfg.compress.gate, report, shipped)
+    student_rec = report["steps"][0]
+    write_json_atomic(staging / "metrics.json", {
+        "task": report["task"], "label_names": report["label_names"], "bundle": shipped,
+        "gate": shipped["gate"],
+        "teacher": report.get("teacher"), "student": student_rec,
+        "steps": [{k: r.get(k) for k in ("name", "accuracy", "macro_f1", "agreement", "params", "bytes",
+                                          "latency_ms", "runtime")} for r in report["steps"]],
+    })
+    for extra in ("report.md", "pareto.png"):
+        p = ctx.paths.compress / extra
+        if p.is_file():
+            shutil.copyfile(p, staging / extra)
+    (staging / "README.md").write_text(model_card(report, shipped, ctx))
+    from zuoxiao.core.config import save_resolved
+
+    save_resolved(ctx.cfg, staging)  # the config that produced this bundle, covered by SHA256SUMS
+    write_checksums(staging)
+    shipped["total_bytes"] = sum(p.stat().st_size for p in staging.iterdir() if p.is_file())
+    return shipped
+
+
+def write_checksums(directory: Path) -> None:
+    lines = [f"{sha256_file(p)}  {p.name}" for p in sorted(directory.iterdir())
+             if p.is_file() and p.name != CHECKSUMS]
+    (directory / CHECKSUMS).write_text("\n".join(lines) + "\n")

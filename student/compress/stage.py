@@ -1,0 +1,221 @@
+"""The compress stage: run the configured steps in order, measure after each, export, gate, publish.
+
+    compress(cfg, paths)       paths.student + paths.label -> paths.compress (per-step models, report)
+                               -> paths.bundle (only when the gate passes; else GateFailed, exit 3)
+    export_bundle(cfg, paths)  rebuild the bundle from the last compressed model (gate applied too)
+
+Every step is measured the same way: accuracy and macro-F1 against gold (cfg.task.eval), agreement with
+the teacher's predictions on the same rows, parameters, bytes on disk, latency p50/p95 at batch 1 and 32.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from zuoxiao.core.config import Config, save_resolved
+from zuoxiao.core.datasource import read_labelled
+from zuoxiao.core.errors import InputError
+from zuoxiao.core.metrics import agreement, classification_metrics
+from zuoxiao.core.paths import StagePaths
+from zuoxiao.core.shards import write_json_atomic
+from zuoxiao.student.compress import steps as S
+
+log = logging.getLogger(__name__)
+REPORT = "report.json"
+
+
+class Context:
+    """What every step and measurement needs: eval rows, teacher predictions, settings."""
+
+    def __init__(self, cfg: Config, paths: StagePaths):
+        self.cfg, self.paths, self.cc = cfg, paths, cfg.compress
+        self.max_length = cfg.compress.max_length or cfg.train.max_length
+        if cfg.task.eval is None:
+            raise InputError("compress measures every step on gold data: set task.eval "
+                             "(e.g. task.eval.path=data/test.jsonl)")
+        if not (paths.student / "config.json").is_file():
+            raise InputError(f"no trained student at {paths.student}; run `zuoxiao train CONFIG` first")
+        self.student_metrics = _read_json(paths.student / "metrics.json")
+
+    def load_eval(self, label_names: list[str]) -> None:
+        self.label_names = list(self.cfg.task.label_names or label_names)
+        data = read_labelled(self.cfg.task.eval, self.label_names)
+        self.texts, self.gold = data.texts, np.asarray(data.labels)
+
+    def measure(self, name: str, kind: str, logits: np.ndarray, *, params: int, nbytes: int,
+                latency: dict, runtime: str, info: dict | None = None) -> dict:
+        pred = logits.argmax(-1)
+        m = classification_metrics(pred, self.gold, len(self.label_names))
+        rec = {"name": name, "kind": kind, "runtime": runtime, "accuracy": round(m["accuracy"], 5),
+               "macro_f1": round(m["macro_f1"], 5), "n": m["n"], "params": int(params), "bytes": int(nbytes),
+               "latency_ms": latency}
+        if getattr(self, "teacher_pred", None) is not None:
+            rec["agreement"] = round(agreement(pred, self.teacher_pred), 5)
+        if info:
+            rec["info"] = info
+        log.info("%-28s acc %.4f  agree %s  %.2f MB  b1 p50 %.2f ms", name, rec["accuracy"],
+                 rec.get("agreement"), nbytes / 1e6, latency.get("b1", {}).get("p50", float("nan")))
+        return rec
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path} is not valid JSON ({err}); rerun the stage that wrote it") from None
+
+
+def _teacher_path(ctx: Context) -> str | None:
+    recorded = (ctx.student_metrics.get("teacher") or {}).get("path")
+    for cand in (recorded, str(ctx.paths.teacher)):
+        if cand and (Path(cand) / "config.json").is_file():
+            return cand
+    return recorded  # a hub id / embedded name, or None
+
+
+def teacher_record(ctx: Context) -> dict | None:
+    """Teacher accuracy, predictions, size and latency on the eval rows; cached in compress/teacher.json."""
+    from zuoxiao.core.evaluate import predict_logits
+    from zuoxiao.student.compress.latency import measure
+    from zuoxiao.student.compress.modelio import weights_bytes
+    from zuoxiao.teacher.model import fingerprint, load_classifier, load_tokenizer, resolve_model_path
+
+    path = _teacher_path(ctx)
+    recorded = ctx.student_metrics.get("teacher") or {}
+    if path is None:
+        log.warning("no teacher path in %s/metrics.json: agreement and retention use recorded numbers only",
+                    ctx.paths.student)
+        return {"name": "teacher", "kind": "teacher", "accuracy": recorded.get("accuracy"), "recorded_only": True}
+    # label names as the label stage passes them: an un-finetuned backbone gets the same seeded head
+    model = load_classifier(path, ctx.label_names, ctx.cfg.label.teacher.trust_remote_code)
+    tok = load_tokenizer(path, ctx.cfg.label.teacher.trust_remote_code)
+    max_len = ctx.cfg.label.teacher.max_length
+    key = {"fingerprint": fingerprint(model), "eval_rows": len(ctx.texts), "max_length": max_len,
+           "eval_hash": hash_texts(ctx.texts), "latency_seq_len": ctx.cc.latency_seq_len}
+    cache = ctx.paths.compress / "teacher.json"
+    cached = _read_json(cache)
+    if cached.get("key") == key:
+        ctx.teacher_pred = np.asarray(cached["pred"])
+        return cached["record"]
+    logits = predict_logits(model, tok, ctx.texts, max_len, ctx.cc.eval_batch_size, progress=True)
+    from zuoxiao.student.compress.export import input_names
+
+    lat = measure("torch", model, model.config.vocab_size, input_names(tok, model), seq_len=ctx.cc.latency_seq_len,
+                  runs=ctx.cc.latency_runs, threads=ctx.cc.latency_threads)
+    ctx.teacher_pred = None  # the teacher's agreement with itself is not a measurement
+    rec = ctx.measure("teacher", "teacher", logits, params=sum(p.numel() for p in model.parameters()),
+                      nbytes=weights_bytes(resolve_model_path(path)), latency=lat, runtime="torch fp32",
+                      info={"path": str(path)})
+    ctx.teacher_pred = logits.argmax(-1)
+    write_json_atomic(cache, {"key": key, "record": rec, "pred": ctx.teacher_pred.tolist()})
+    return rec
+
+
+def hash_texts(texts: list[str]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def compress(cfg: Config, paths: StagePaths) -> dict:
+    """Run cfg.compress.steps on paths.student; write paths.compress; publish paths.bundle if the gate passes."""
+    from zuoxiao.student.compress.modelio import load_model
+
+    t0 = time.time()
+    ctx = Context(cfg, paths)
+    paths.compress.mkdir(parents=True, exist_ok=True)
+    for old in paths.compress.glob("[0-9][0-9]-*"):  # step dirs of an earlier run (the teacher cache stays)
+        shutil.rmtree(old, ignore_errors=True)
+    save_resolved(cfg, paths.compress)
+    model, tokenizer = load_model(paths.student)
+    from zuoxiao.teacher.model import label_names_of
+
+    ctx.load_eval(label_names_of(model))
+    if len(ctx.label_names) != model.config.num_labels:
+        raise InputError(f"task.label_names has {len(ctx.label_names)} names but the student "
+                         f"{model.config.num_labels} outputs; fix task.label_names")
+    teacher = teacher_record(ctx)
+    state = S.State(model=model, tokenizer=tokenizer, onnx=None, runtime="torch", dir=paths.student)
+    records = [S.measure_state(ctx, state, "student", "student")]
+    steps = list(cfg.compress.steps)
+    for i, step in enumerate(tqdm(steps, desc="compress steps"), start=1):
+        name = f"{i:02d}-{step.kind}"
+        t = time.time()
+        state, info = S.apply(ctx, state, step, paths.compress / name)
+        info["seconds"] = round(time.time() - t, 1)
+        rec = S.measure_state(ctx, state, name, step.kind, info)
+        write_json_atomic(paths.compress / name / "step.json", rec)
+        save_resolved(cfg, paths.compress / name)
+        records.append(rec)
+    if state.onnx is None:  # no onnx quantize step: ship the float graph (said so in the card)
+        state, info = S.export_state(ctx, state, paths.compress / f"{len(steps) + 1:02d}-export")
+        records.append(S.measure_state(ctx, state, state.dir.name, "export", info))
+    report = {"task": cfg.task.name, "label_names": ctx.label_names, "teacher": teacher, "steps": records,
+              "final": {"dir": str(state.dir), "onnx": str(state.onnx), "name": records[-1]["name"]},
+              "max_length": ctx.max_length, "seconds": round(time.time() - t0, 1),
+              "label_dir": str(paths.label), "student_dir": str(paths.student)}
+    write_json_atomic(paths.compress / REPORT, report)
+    from zuoxiao.ship.card import write_report
+
+    write_report(report, paths.compress)
+    return publish(ctx, report)
+
+
+def export_bundle(cfg: Config, paths: StagePaths) -> dict:
+    """Rebuild paths.bundle from the last compressed model recorded in paths.compress/report.json."""
+    report = _read_json(paths.compress / REPORT)
+    if not report:
+        raise InputError(f"no {paths.compress / REPORT}: run `zuoxiao compress CONFIG` before `zuoxiao export`")
+    if not Path(report["final"]["onnx"]).is_file():
+        raise InputError(f"the compressed model {report['final']['onnx']} is gone; rerun `zuoxiao compress CONFIG`")
+    ctx = Context(cfg, paths)
+    ctx.load_eval(report["label_names"])
+    ctx.max_length = report["max_length"]
+    tcache = _read_json(paths.compress / "teacher.json")
+    ctx.teacher_pred = np.asarray(tcache["pred"]) if tcache.get("pred") else None
+    return publish(ctx, report)
+
+
+def publish(ctx: Context, report: dict) -> dict:
+    """Build the bundle in a staging dir, evaluate it with its own runtime, gate, then move it in place."""
+    from zuoxiao.ship.gate import gate_message
+    from zuoxiao.ship.package import build_bundle
+
+    paths = ctx.paths
+    staging = paths.root / f".bundle.staging-{int(time.time() * 1000)}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        shipped = build_bundle(ctx, report, staging)
+        gate = shipped["gate"]
+        report["bundle"] = shipped
+        report["gate"] = gate
+        write_json_atomic(paths.compress / REPORT, report)
+        if not gate["passed"]:
+            msg = gate_message(gate)
+            print(msg, file=sys.stderr)
+            from zuoxiao.core.errors import GateFailed
+
+            err = GateFailed(msg + f"; nothing was published to {paths.bundle} (report: {paths.compress})")
+            err.report = report
+            raise err
+        old = paths.root / f".bundle.old-{int(time.time() * 1000)}"
+        if paths.bundle.exists():
+            paths.bundle.rename(old)
+        staging.rename(paths.bundle)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(gate_message(gate), file=sys.stderr)  # stdout stays machine-readable (the CLI prints JSON there)
+    return {"steps": report["steps"], "teacher": report["teacher"], "final": shipped, "gate": gate,
+            "bundle": str(paths.bundle), "report": str(paths.compress / "report.md")}

@@ -1,0 +1,198 @@
+"""One function per compression step kind, and the measurement every step gets afterwards.
+
+A step takes the current ``State`` (a PyTorch model, or after quantisation an ONNX file) and writes its
+result to its own directory under paths.compress, so every intermediate model can be inspected, reloaded
+(student.modelio.load_model) or exported again.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from zuoxiao.core.errors import InputError
+
+
+@dataclass
+class State:
+    model: object  # torch model (float or torch.ao int8); None once the model is an ONNX file
+    tokenizer: object
+    onnx: Path | None  # set once the model lives as an ONNX graph
+    runtime: str  # "torch", "torch-int8", "onnx", "onnx-int8"
+    dir: Path  # artefact directory of this state
+    float_model: object = None  # the float model behind a torch-int8 one (for ONNX export)
+    params: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _save(state: State, out: Path) -> State:
+    from zuoxiao.student.compress.modelio import save_model
+
+    save_model(state.model, state.tokenizer, out)
+    return replace(state, dir=out, params=_params(state.model))
+
+
+def apply(ctx, state: State, step, out: Path) -> tuple[State, dict]:
+    """Run one configured step; returns the new state and what the step reports about itself."""
+    if state.model is None and step.kind != "quantize":
+        raise InputError(f"step {step.kind} comes after the model became ONNX; move it before quantize")
+    if state.runtime == "torch-int8":
+        raise InputError("no step can follow a torch int8 quantize step; make quantize the last step")
+    fn = {"vocab_trim": _vocab, "prune_heads": _structured, "prune_neurons": _structured,
+          "prune_layers": _layers, "magnitude": _magnitude, "low_rank": _low_rank, "recover": _recover,
+          "quantize": _quantize}[step.kind]
+    shutil.rmtree(out, ignore_errors=True)  # a rerun replaces the step's old artefacts
+    out.mkdir(parents=True)
+    return fn(ctx, state, step, out)
+
+
+def _vocab(ctx, state, step, out):
+    from zuoxiao.student.compress.vocab import trim_vocab
+    from zuoxiao.student.transfer import read_transfer
+
+    ts = read_transfer(ctx.paths.label, limit=step.max_rows, seed=ctx.cfg.seed)
+    model, tok, info = trim_vocab(state.model, state.tokenizer, ts.texts, out, min_count=step.min_count,
+                                  keep_chars=step.keep_chars, check_texts=ctx.texts)
+    if step.max_positions is not None:
+        from zuoxiao.student.compress.vocab import trim_positions
+
+        if step.max_positions < ctx.max_length:
+            raise InputError(f"vocab_trim.max_positions={step.max_positions} is below the max_length "
+                             f"{ctx.max_length} used for eval/export; raise it to at least {ctx.max_length}")
+        info.update(trim_positions(model, step.max_positions))
+    return _save(replace(state, model=model, tokenizer=tok), out), info
+
+
+def _structured(ctx, state, step, out):
+    from zuoxiao.student.compress import prune
+    from zuoxiao.student.transfer import batches, read_transfer
+
+    model = state.model
+    what = "heads" if step.kind == "prune_heads" else "neurons"
+    before = prune.structure_of(model)
+    if what == "neurons" and any(not hasattr(la.intermediate.dense, "weight") for la in prune.encoder_layers(model)):
+        raise InputError("prune_neurons after low_rank is not supported; put low_rank after the pruning steps")
+    ts = read_transfer(ctx.paths.label, limit=step.rows, seed=ctx.cfg.seed)
+    scores = prune.importance(model, list(batches(ts, state.tokenizer, ctx.max_length, 32)), what, step.importance)
+    keep = prune.top_k(scores, step.keep)
+    (prune.prune_heads if what == "heads" else prune.prune_neurons)(model, keep)
+    after = prune.structure_of(model)
+    key = "heads" if what == "heads" else "intermediate"
+    info = {"importance": step.importance, "rows": len(ts.texts), f"{key}_before": before[key],
+            f"{key}_after": after[key], "kept": keep if what == "heads" else None}
+    return _save(state, out), info
+
+
+def _layers(ctx, state, step, out):
+    from zuoxiao.student.compress import prune
+
+    before = prune.structure_of(state.model)["num_layers"]
+    prune.prune_layers(state.model, step.keep)
+    return _save(state, out), {"layers_before": before, "kept": step.keep}
+
+
+def _magnitude(ctx, state, step, out):
+    from zuoxiao.student.compress.magnitude import magnitude_prune
+
+    info = magnitude_prune(state.model, step.sparsity, step.scope)
+    return _save(state, out), info
+
+
+def _low_rank(ctx, state, step, out):
+    from zuoxiao.student.compress.lowrank import low_rank
+
+    per = low_rank(state.model, step.modules, step.rank, step.energy)
+    ranks = sorted({v["rank"] for v in per.values()})
+    info = {"layers_matched": len(per), "layers_replaced": sum(v["replaced"] for v in per.values()),
+            "ranks": ranks, "per_layer": per}
+    return _save(state, out), info
+
+
+def _recover(ctx, state, step, out):
+    from zuoxiao.student.compress.recover import recover
+
+    model, how = recover(state.model, state.tokenizer, ctx.paths.label, ctx.cfg, steps=step.steps, lr=step.lr,
+                         batch_size=step.batch_size, max_length=ctx.max_length)
+    return _save(replace(state, model=model), out), {"steps": step.steps, "lr": step.lr, "via": how}
+
+
+def export_state(ctx, state: State, out: Path, name: str = "model.onnx") -> tuple[State, dict]:
+    """fp32 ONNX of the (float) model + tokenizer + config in ``out``; checks the export against PyTorch."""
+    from zuoxiao.core.modelio import write_vocab_txt
+    from zuoxiao.student.compress.export import export_onnx, max_abs_diff
+
+    model = state.float_model or state.model
+    out.mkdir(parents=True, exist_ok=True)
+    path = export_onnx(model, state.tokenizer, out / name, opset=ctx.cc.opset)
+    diff = max_abs_diff(model, state.tokenizer, path, ctx.texts[:64], ctx.max_length)
+    state.tokenizer.save_pretrained(out)
+    write_vocab_txt(state.tokenizer, out)
+    model.config.save_pretrained(out)
+    return (replace(state, onnx=path, runtime="onnx", dir=out, model=None, float_model=model,
+                    params=_params(model)), {"onnx_max_abs_diff_vs_torch": diff})
+
+
+def _quantize(ctx, state, step, out):
+    if step.backend == "torch":
+        from zuoxiao.student.compress.quantize import quantize_torch
+
+        q = quantize_torch(state.model)
+        return replace(state, model=q, float_model=state.model, runtime="torch-int8", dir=out), {
+            "backend": "torch.ao dynamic int8", "note": "measured only; the bundle ships fp32 ONNX"}
+    from zuoxiao.student.compress.latency import measure
+    from zuoxiao.student.compress.quantize import quantize_onnx
+
+    state, info = export_state(ctx, state, out, name="model_fp32.onnx")
+    model = state.float_model
+    info["onnx_fp32_bytes"] = state.onnx.stat().st_size
+    info["onnx_fp32_latency_ms"] = measure("onnx", state.onnx, model.config.vocab_size, _names(state), **_lat(ctx))
+    qinfo = quantize_onnx(state.onnx, out / "model.onnx", per_channel=step.per_channel,
+                          reduce_range=step.reduce_range)
+    state.onnx.unlink()  # the fp32 graph is re-creatable from the previous step; keep the disk small
+    return replace(state, onnx=out / "model.onnx", runtime="onnx-int8"), {**info, **qinfo}
+
+
+def _names(state: State) -> list[str]:
+    from zuoxiao.student.compress.export import input_names
+
+    return input_names(state.tokenizer, state.float_model or state.model)
+
+
+def _lat(ctx) -> dict:
+    return {"seq_len": ctx.cc.latency_seq_len, "runs": ctx.cc.latency_runs, "threads": ctx.cc.latency_threads}
+
+
+def _torch_bytes(model) -> int:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)  # size only: int8 packed weights have no safetensors form
+    return buf.tell()
+
+
+def measure_state(ctx, state: State, name: str, kind: str, info: dict | None = None) -> dict:
+    from zuoxiao.core.evaluate import predict_logits
+    from zuoxiao.student.compress.export import onnx_logits, onnx_session
+    from zuoxiao.student.compress.latency import measure
+    from zuoxiao.student.compress.modelio import weights_bytes
+
+    model = state.float_model or state.model
+    vocab = model.config.vocab_size
+    if state.onnx is not None:
+        logits = onnx_logits(onnx_session(state.onnx), state.tokenizer, ctx.texts, ctx.max_length,
+                             ctx.cc.eval_batch_size)
+        lat = measure("onnx", state.onnx, vocab, _names(state), **_lat(ctx))
+        nbytes = state.onnx.stat().st_size
+    else:
+        logits = predict_logits(state.model, state.tokenizer, ctx.texts, ctx.max_length, ctx.cc.eval_batch_size)
+        lat = measure("torch", state.model, vocab, _names(state), **_lat(ctx))
+        nbytes = _torch_bytes(state.model) if state.runtime == "torch-int8" else weights_bytes(state.dir)
+    params = state.params or _params(model)
+    return ctx.measure(name, kind, logits, params=params, nbytes=nbytes, latency=lat,
+                       runtime=state.runtime, info=info)

@@ -1,0 +1,181 @@
+"""Tiny offline models and data for the compress tests: a 2-layer 32-wide BERT, a WordPiece tokenizer
+built from a small vocab file, a label-shard set and a fake train-stage output (student + metrics.json)."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import shutil
+import string
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from zuoxiao.core.shards import SCHEMA_VERSION, schema_with_metadata, sha256_file
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = ["good", "bad", "great", "awful", "movie", "film", "plot", "the", "a", "was", "is", "very",
+         "not", "fun", "dull", "love", "hate", "story", "actors", "boring", "superb", "team", "won",
+         "match", "stock", "market", "fell", "rose", "new", "phone", "chip", "election", "vote",
+         "##s", "##ly", "##ing", "##ed", "unused", "words", "never", "seen", "here", "zebra", "quantum"]
+LABELS = ["neg", "pos"]
+
+POS = ["good movie", "great film", "superb story", "love the plot", "very fun film", "the actors was great",
+       "a good story", "love the movie", "great plot", "fun film", "superb actors", "very good"]
+NEG = ["bad movie", "awful film", "boring story", "hate the plot", "very dull film", "the actors was bad",
+       "a dull story", "hate the movie", "awful plot", "not fun", "boring actors", "very bad"]
+
+
+def vocab_tokens() -> list[str]:
+    chars = list(string.ascii_lowercase + string.digits + ".,!?'")
+    return SPECIALS + WORDS + chars + ["##" + c for c in string.ascii_lowercase]
+
+
+def make_tokenizer(directory: Path):
+    from transformers import BertTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    # transformers 5 ignores vocab_file=; pass the vocab itself (and keep the file for consumers).
+    (directory / "vocab.txt").write_text("\n".join(vocab_tokens()) + "\n")
+    return BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab_tokens())}, do_lower_case=True)
+
+
+def make_model(num_labels: int = 2, layers: int = 2, hidden: int = 32, heads: int = 4, ffn: int = 64, seed=0):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(vocab_size=len(vocab_tokens()), hidden_size=hidden, num_hidden_layers=layers,
+                     num_attention_heads=heads, intermediate_size=ffn, max_position_embeddings=64,
+                     num_labels=num_labels, id2label=dict(enumerate(LABELS[:num_labels])),
+                     label2id={n: i for i, n in enumerate(LABELS[:num_labels])}, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0)
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(cfg)
+    model.eval()
+    return model
+
+
+def save_model(model, tokenizer, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def dataset(n_repeat: int = 4):
+    texts, labels = [], []
+    for _ in range(n_repeat):
+        texts += POS + NEG
+        labels += [1] * len(POS) + [0] * len(NEG)
+    return texts, labels
+
+
+def write_eval(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for t, y in zip(POS + NEG, [1] * len(POS) + [0] * len(NEG), strict=True):
+            f.write(json.dumps({"text": t, "label": LABELS[y]}) + "\n")
+    return path
+
+
+def write_shards(label_dir: Path, teacher, tokenizer, n_repeat: int = 4) -> Path:
+    """Label `dataset()` with `teacher` into one shard + manifest (schema of zuoxiao/shards.py)."""
+    texts, gold = dataset(n_repeat)
+    with torch.no_grad():
+        enc = tokenizer(texts, padding=True, return_tensors="pt")
+        logits = teacher(**enc).logits.float()
+    probs = logits.softmax(-1)
+    rows = {
+        "id": [str(i) for i in range(len(texts))], "text": texts, "gold": gold,
+        "augmented": [False] * len(texts), "teacher_argmax": logits.argmax(-1).tolist(),
+        "confidence": probs.max(-1).values.tolist(),
+        "entropy": (-(probs * probs.clamp_min(1e-12).log()).sum(-1)).tolist(),
+        "num_tokens": enc["attention_mask"].sum(-1).tolist(), "truncated": [False] * len(texts),
+        "logits": logits.tolist(), "topk_indices": [None] * len(texts), "topk_logprobs": [None] * len(texts),
+        "residual_mass": [0.0] * len(texts),
+    }
+    schema = schema_with_metadata(LABELS[: logits.shape[1]], "full")
+    (label_dir / "shards").mkdir(parents=True, exist_ok=True)
+    shard = label_dir / "shards" / "part-00000-of-00001.parquet"
+    pq.write_table(pa.Table.from_pydict(rows, schema=schema), shard)
+    manifest = {"schema_version": SCHEMA_VERSION, "label_names": LABELS[: logits.shape[1]],
+                "shards": [{"file": "shards/part-00000-of-00001.parquet", "rows": len(texts),
+                            "sha256": sha256_file(shard)}], "counts": {"rows": len(texts)}}
+    (label_dir / "manifest.json").write_text(json.dumps(manifest))
+    return label_dir
+
+
+def train_briefly(model, tokenizer, steps: int = 60, lr: float = 3e-3, seed: int = 0):
+    """A few full-batch steps so the tiny model separates POS/NEG (real accuracies, not chance)."""
+    from zuoxiao.student.compress.latency import torch_threads
+
+    with torch_threads(1):  # 2 shared cores: more threads only contend (6x slower measured)
+        return _train(model, tokenizer, steps, lr, seed)
+
+
+def _train(model, tokenizer, steps, lr, seed):
+    texts, labels = dataset(1)
+    torch.manual_seed(seed)
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    y = torch.tensor(labels)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(**enc).logits, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return model
+
+
+def make_stage_root(root: Path, gate: dict | None = None, steps: list | None = None):
+    """A fake output_dir after `train`: teacher dir, label shards, student dir + metrics.json, config."""
+    from zuoxiao.core.config import parse_config
+    from zuoxiao.core.paths import StagePaths
+
+    paths = StagePaths(root)
+    tok = make_tokenizer(root / "vocab")
+    teacher = train_briefly(make_model(layers=3, seed=1), tok, seed=1)
+    save_model(teacher, tok, paths.teacher)
+    write_shards(paths.label, teacher, tok)
+    student = train_briefly(make_model(layers=2, seed=2), tok, seed=2)
+    save_model(student, tok, paths.student)
+    eval_path = write_eval(root / "data" / "eval.jsonl")
+    metrics = {"teacher": {"accuracy": 1.0, "macro_f1": 1.0, "path": str(paths.teacher),
+                           "params": sum(p.numel() for p in teacher.parameters())},
+               "student": {"accuracy": 1.0, "macro_f1": 1.0}}
+    (paths.student / "metrics.json").write_text(json.dumps(metrics))
+    raw = {"output_dir": str(root),
+           "task": {"name": "tiny-sentiment", "label_names": LABELS,
+                    "eval": {"path": str(eval_path), "text_column": "text", "label_column": "label"},
+                    # the tiny task has one gold file: it doubles as dev (calibration) in these tests
+                    "dev": {"path": str(eval_path), "text_column": "text", "label_column": "label"}},
+           "label": {"input": {"path": str(eval_path)}},
+           "train": {"max_length": 16},
+           "compress": {"steps": steps if steps is not None else [{"kind": "vocab_trim"}, {"kind": "quantize"}],
+                        "gate": gate or {"min_retention": 0.5}, "latency_runs": 3}}
+    return parse_config(raw), paths
+
+
+FULL_STEPS = [{"kind": "vocab_trim"}, {"kind": "prune_heads", "keep": 0.5, "rows": 16},
+              {"kind": "prune_neurons", "keep": 0.5, "rows": 16}, {"kind": "low_rank", "rank": 4},
+              {"kind": "magnitude", "sparsity": 0.3}, {"kind": "recover", "steps": 3, "batch_size": 8},
+              {"kind": "quantize"}]
+
+
+@functools.cache
+def compressed_stage():
+    """One tiny job compressed with every step kind (shared by the compress and bundle tests)."""
+    from zuoxiao.student.compress.latency import torch_threads
+    from zuoxiao.student.compress.stage import compress
+
+    root = Path(tempfile.mkdtemp(prefix="zx-compress-test-"))
+    atexit.register(shutil.rmtree, root, True)
+    with torch_threads(1):
+        cfg, paths = make_stage_root(root, steps=FULL_STEPS)
+        result = compress(cfg, paths)
+    return cfg, paths, result

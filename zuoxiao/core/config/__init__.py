@@ -1,0 +1,153 @@
+"""YAML -> one validated config object with a section per stage.
+
+Keys equal field names. Every problem (unknown key, wrong type, impossible combination) is reported at
+once, naming the key, the value and the fix, before any compute starts.
+
+    cfg = load_config("configs/demo.yaml", overrides=["label.batch_size=64"])
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from zuoxiao.core.config.base import EMBEDDED_TEACHER, DataSource, StrictModel, TaskConfig, TeacherSpec
+from zuoxiao.core.config.compress import CompressConfig, GateConfig
+from zuoxiao.core.config.label import AugmentConfig, BeamConfig, LabelConfig
+from zuoxiao.core.config.run import RunConfig
+from zuoxiao.core.config.train import FinetuneConfig, TrainConfig
+from zuoxiao.core.errors import ConfigError
+
+__all__ = [
+    "EMBEDDED_TEACHER", "AugmentConfig", "BeamConfig", "CompressConfig", "Config", "DataSource",
+    "FinetuneConfig", "GateConfig", "LabelConfig", "RunConfig", "TaskConfig", "TeacherSpec",
+    "TrainConfig", "load_config", "parse_config", "save_resolved",
+]
+
+
+class Config(StrictModel):
+    """The whole job. Stage commands read their own section; `zuoxiao run` reads them all."""
+
+    output_dir: str = Field("outputs", description="where stages write (<output_dir>/<stage>/)")
+    seed: int = 0
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    finetune: FinetuneConfig | None = Field(None, description="fine-tune a teacher first (optional)")
+    label: LabelConfig = Field(default_factory=LabelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    compress: CompressConfig = Field(default_factory=CompressConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _cross_stage(self):
+        if self.label.input is None and self.finetune is None:
+            raise ValueError("label.input is missing: give the task rows to label, e.g. label.input.path=data/*.jsonl")
+        return self
+
+
+def _suggest(model: type, loc: tuple) -> str:
+    """For an unknown key, the closest allowed field name(s) at that level."""
+    fields = _fields_at(model, loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return f"allowed keys here: {', '.join(sorted(fields))}" if fields else "remove it"
+
+
+def _fields_at(model: type, loc: tuple) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        info = getattr(current, "model_fields", {}).get(part)
+        if info is None:
+            return []
+        current = _model_in(info.annotation)
+    return list(getattr(current, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, StrictModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _format(err: ValidationError, model: type) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p[:1].isupper()))  # drop union tags
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        value = e.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        if e["type"] == "extra_forbidden":
+            problems.append(f"{key}: unknown key (value {shown}); {_suggest(model, loc)}")
+        elif e["type"] == "missing":
+            problems.append(f"{key}: required key is missing; add it to the config or --set {key}=...")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{key}: got {shown}: {msg}")
+    return problems
+
+
+def parse_config(raw: dict, source: str | None = None) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format(err, Config), source) from None
+
+
+def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = raw
+    for k in keys[:-1]:
+        if not isinstance(node.get(k), dict):
+            node[k] = {}
+        node = node[k]
+    node[keys[-1]] = value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    problems = []
+    for item in overrides or []:
+        if "=" not in item:
+            problems.append(f"--set {item!r}: expected KEY=VALUE, e.g. --set label.batch_size=64")
+            continue
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text) if text != "" else None
+        except yaml.YAMLError:
+            value = text
+        _set_dotted(raw, key.strip(), value)
+    if problems:
+        raise ConfigError(problems, "overrides")
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; pass a YAML file such as configs/demo.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}", str(path)) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"top level must be a mapping of sections, got {type(raw).__name__}", str(path))
+    return parse_config(apply_overrides(raw, overrides or []), str(path))
+
+
+def save_resolved(cfg: StrictModel, directory: str | Path, name: str = "config.resolved.yaml") -> Path:
+    """Write the fully resolved config (defaults filled in) beside an artifact."""
+    out = Path(directory) / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return out

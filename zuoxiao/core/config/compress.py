@@ -1,0 +1,163 @@
+"""Config of the compress + ship stage: ordered compression steps, export and the quality gate.
+
+Steps run in the order given; each is optional. A step list such as
+
+    steps:
+      - {kind: vocab_trim}
+      - {kind: prune_neurons, keep: 0.5}
+      - {kind: recover, steps: 300}
+      - {kind: quantize, backend: onnx}
+
+trims the vocabulary, halves every FFN, re-distils on the label shards, then ships ONNX int8.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from zuoxiao.core.config.base import StrictModel
+
+Importance = Literal["gradient", "activation"]
+
+
+class VocabTrim(StrictModel):
+    """Keep only the tokens the transfer set uses (plus special tokens); remap embeddings + tokenizer."""
+
+    kind: Literal["vocab_trim"]
+    min_count: int = Field(1, ge=1, description="keep a token seen at least this many times in the shards")
+    keep_chars: bool = Field(
+        True, description="also keep every single-character ASCII token (and its ## form), so unseen words "
+        "split into characters instead of becoming [UNK]"
+    )
+    max_rows: int | None = Field(None, ge=1, description="scan at most this many shard rows; null = all")
+    max_positions: int | None = Field(
+        None, ge=8, description="also keep only this many position embeddings (>= the max_length used for "
+        "eval/export); null = keep all"
+    )
+
+
+class PruneHeads(StrictModel):
+    """Remove the least important attention heads (same count in every layer)."""
+
+    kind: Literal["prune_heads"]
+    keep: float = Field(0.5, gt=0, le=1, description="fraction of heads kept per layer (at least 1 head)")
+    importance: Importance = Field("gradient", description="gradient: |dL/dmask| (Taylor); activation: mean |output|")
+    rows: int = Field(512, ge=8, description="transfer-set rows used to score importance")
+
+
+class PruneNeurons(StrictModel):
+    """Remove the least important FFN neurons (same width in every layer, so the model reloads)."""
+
+    kind: Literal["prune_neurons"]
+    keep: float = Field(0.5, gt=0, le=1, description="fraction of FFN neurons kept per layer")
+    importance: Importance = Field("gradient", description="gradient: |dL/dmask| (Taylor); activation: mean |output|")
+    rows: int = Field(512, ge=8, description="transfer-set rows used to score importance")
+
+
+class PruneLayers(StrictModel):
+    """Keep only the listed encoder layers (indices into the current model)."""
+
+    kind: Literal["prune_layers"]
+    keep: list[int] = Field(description="encoder layer indices to keep, e.g. [0, 2]")
+
+    @field_validator("keep")
+    @classmethod
+    def _valid(cls, v):
+        if not v:
+            raise ValueError("keep is empty; list at least one encoder layer index, e.g. [0]")
+        if len(set(v)) != len(v) or any(i < 0 for i in v):
+            raise ValueError(f"keep={v} must list distinct non-negative layer indices, e.g. [0, 2]")
+        return sorted(v)
+
+
+class Magnitude(StrictModel):
+    """Unstructured magnitude pruning of Linear weights (zeros only: no smaller dense file, no speed-up)."""
+
+    kind: Literal["magnitude"]
+    sparsity: float = Field(0.5, gt=0, lt=1, description="fraction of Linear weights set to zero")
+    scope: Literal["global", "layer"] = Field("global", description="one global threshold or per Linear layer")
+
+
+class LowRank(StrictModel):
+    """SVD factorisation W ~ U_r S_r V_r^T of chosen nn.Linear layers, or nn.Embedding ones such as
+    'word_embeddings$' (ALBERT-style factorised embeddings), chosen by regex on module names."""
+
+    kind: Literal["low_rank"]
+    rank: int | None = Field(None, ge=1, description="fixed rank; when set, energy is ignored")
+    energy: float = Field(0.9, gt=0, le=1, description="smallest rank keeping this fraction of sum(S^2)")
+    modules: list[str] = Field(
+        default_factory=lambda: [r"intermediate\.dense$", r"layer\.\d+\.output\.dense$"],
+        description="regular expressions (re.search) on module names, e.g. 'intermediate\\.dense$'",
+    )
+
+    @field_validator("modules")
+    @classmethod
+    def _compiles(cls, v):
+        import re
+
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"modules entry {pattern!r} is not a valid regular expression ({err})") from None
+        if not v:
+            raise ValueError("modules is empty; give regexes such as 'intermediate\\.dense$'")
+        return v
+
+
+class Recover(StrictModel):
+    """A short distillation pass on the label shards after destructive steps."""
+
+    kind: Literal["recover"]
+    steps: int = Field(200, ge=1, description="optimizer steps")
+    lr: float = Field(5e-5, gt=0)
+    batch_size: int = Field(32, ge=1)
+
+
+class Quantize(StrictModel):
+    """int8. onnx: ONNX Runtime dynamic quantisation of the exported graph (what the bundle ships);
+    torch: torch.ao dynamic int8 of nn.Linear, measured in the report (the bundle then ships fp32 ONNX)."""
+
+    kind: Literal["quantize"]
+    backend: Literal["onnx", "torch"] = "onnx"
+    per_channel: bool = Field(True, description="per-output-channel weight scales (onnx)")
+    reduce_range: bool | Literal["auto"] = Field(
+        "auto", description="7-bit weights; auto = on for CPUs without VNNI (avoids int16 overflow)"
+    )
+
+
+Step = Annotated[
+    VocabTrim | PruneHeads | PruneNeurons | PruneLayers | Magnitude | LowRank | Recover | Quantize,
+    Field(discriminator="kind"),
+]
+
+
+class GateConfig(StrictModel):
+    """Publish the bundle only when every configured bound holds (null = not checked)."""
+
+    min_retention: float | None = Field(0.95, gt=0, le=1.5, description="final accuracy / teacher accuracy")
+    max_size_mb: float | None = Field(None, gt=0, description="bundle size in MB (10^6 bytes), all files")
+    max_latency_ms_p50: float | None = Field(None, gt=0, description="final model, batch 1, latency_seq_len tokens")
+
+
+class CompressConfig(StrictModel):
+    steps: list[Step] = Field(default_factory=lambda: [VocabTrim(kind="vocab_trim"), Quantize(kind="quantize")])
+    gate: GateConfig = Field(default_factory=GateConfig)
+    latency_runs: int = Field(30, ge=3, description="timed runs per latency measurement (after warm-up)")
+    latency_threads: int = Field(1, ge=1, description="intra-op threads while timing (1 = comparable numbers)")
+    latency_seq_len: int = Field(64, ge=4, description="tokens per row in latency measurements")
+    max_length: int | None = Field(None, ge=8, description="tokens for eval/export; null = train.max_length")
+    eval_batch_size: int = Field(64, ge=1)
+    opset: int = Field(17, ge=13, le=21, description="ONNX opset of the exported graph")
+
+    @model_validator(mode="after")
+    def _quantize_last(self):
+        kinds = [s.kind for s in self.steps]
+        if kinds.count("quantize") > 1:
+            raise ValueError(f"steps {kinds}: quantize appears {kinds.count('quantize')} times; keep one")
+        if "quantize" in kinds and kinds[-1] != "quantize":
+            raise ValueError(f"steps {kinds}: quantize must be the last step (later steps need float weights); "
+                             "move it to the end")
+        return self

@@ -1,0 +1,61 @@
+"""Config of the label stage (Beam pipeline + teacher inference + soft-label shards)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from zuoxiao.core.config.base import DataSource, StrictModel, TeacherSpec
+
+
+class AugmentConfig(StrictModel):
+    """Grow the transfer set with perturbed copies of each row (Tang et al. 2019): the teacher labels them."""
+
+    enabled: bool = False
+    copies: int = Field(2, ge=1, le=50, description="augmented rows per input row")
+    p_mask: float = Field(0.1, ge=0, le=1, description="probability of replacing a word with [MASK]")
+    p_swap: float = Field(0.1, ge=0, le=1, description="probability of swapping a word for another from the data")
+    p_ngram: float = Field(0.25, ge=0, le=1, description="probability of keeping only a random n-gram span")
+    seed: int = 0
+
+
+class BeamConfig(StrictModel):
+    """Pipeline options passed through to Beam. Extra flags (Dataflow/Flink/Spark) go in ``options``."""
+
+    runner: str = "DirectRunner"
+    direct_num_workers: int = Field(1, ge=0)
+    direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
+    options: list[str] = Field(default_factory=list, description="raw Beam flags, e.g. ['--project=p']")
+
+
+class LabelConfig(StrictModel):
+    input: DataSource | None = Field(None, description="task rows to label (the transfer set)")
+    teacher: TeacherSpec = Field(default_factory=TeacherSpec)
+    batch_size: int = Field(64, ge=1, le=4096, description="most rows per teacher batch")
+    max_batch_tokens: int | None = Field(
+        None, ge=8, description="also cap rows x tokens per batch, so batches of long rows get fewer rows "
+        "(bounds memory); null = batch_size rows whatever their length",
+    )
+    max_full_classes: int = Field(
+        32, ge=2, description="store all logits up to this many classes; above it store top-k"
+    )
+    top_k: int = Field(10, ge=1, description="classes kept per row when classes > max_full_classes")
+    rows_per_shard: int = Field(50_000, ge=1, description="target rows per Parquet shard")
+    row_group_size: int = Field(8_192, ge=1)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    beam: BeamConfig = Field(default_factory=BeamConfig)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.top_k >= self.max_full_classes:
+            raise ValueError(
+                f"top_k={self.top_k} must be smaller than max_full_classes={self.max_full_classes} "
+                "(top-k storage is only used above max_full_classes); lower top_k"
+            )
+        if self.beam.direct_running_mode == "multi_processing" and self.beam.direct_num_workers == 1:
+            raise ValueError(
+                "beam.direct_running_mode=multi_processing with direct_num_workers=1 starts a worker "
+                "process for nothing; set beam.direct_num_workers>=2 or use in_memory"
+            )
+        return self

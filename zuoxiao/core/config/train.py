@@ -1,0 +1,119 @@
+"""Configs of the train stage: teacher fine-tuning and student distillation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from zuoxiao.core.config.base import DataSource, StrictModel, TeacherSpec
+
+
+class OptimConfig(StrictModel):
+    """AdamW + warmup/decay schedule, shared by fine-tuning and distillation."""
+
+    lr: float = Field(5e-5, gt=0, description="peak learning rate (after warmup)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW decay (not applied to biases and LayerNorms)")
+    epochs: float = Field(2.0, gt=0, description="passes over the data (fractions allowed)")
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs when set")
+    batch_size: int = Field(32, ge=1, description="rows per micro-batch per process")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="fraction of steps with linear warmup")
+    schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="decay after warmup")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping; null = off")
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
+        "auto", description="auto = bf16 on a CUDA device that supports it, else no; fp16 needs CUDA"
+    )
+
+
+class FinetuneConfig(StrictModel):
+    """Fine-tune a backbone on gold labels so it can serve as the task teacher."""
+
+    data: DataSource
+    teacher: TeacherSpec = Field(default_factory=TeacherSpec)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="held out of `data` for eval when task.eval is null")
+    eval_every: int | None = Field(None, ge=1, description="optimizer steps between evaluations; null = each epoch")
+    freeze_embeddings: bool = Field(False, description="keep word embeddings fixed (faster AdamW steps on CPU)")
+
+
+class StudentConfig(StrictModel):
+    kind: Literal["from_teacher", "pretrained", "config"] = Field(
+        "from_teacher",
+        description="from_teacher: copy embeddings + chosen layers; pretrained: local checkpoint; "
+        "config: fresh BERT of the size below",
+    )
+    layers: list[int] | None = Field([0, 5], description="from_teacher: teacher layer indices to copy")
+    ffn_size: int | None = Field(
+        None, ge=8, description="from_teacher: keep this many FFN neurons per layer (largest weight norms); "
+        "null = all. A narrower student without re-training from scratch"
+    )
+    path: str | None = Field(None, description="pretrained: local HF checkpoint dir")
+    num_layers: int = Field(2, ge=1, description="config: encoder layers")
+    hidden_size: int = Field(256, ge=8, description="config: width")
+    num_heads: int = Field(4, ge=1, description="config: attention heads")
+    intermediate_size: int = Field(1024, ge=8, description="config: FFN width")
+    tokenizer: str | None = Field(None, description="tokenizer dir; null = the teacher's (or checkpoint's)")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.kind == "pretrained" and not self.path:
+            raise ValueError("zuoxiao.student.kind=pretrained needs zuoxiao.student.path (a local HF checkpoint directory)")
+        if self.kind == "config" and self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"zuoxiao.student.hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}"
+            )
+        if self.kind == "from_teacher":
+            if not self.layers:
+                raise ValueError("zuoxiao.student.kind=from_teacher needs zuoxiao.student.layers, e.g. [0, 5]")
+            if len(set(self.layers)) != len(self.layers) or min(self.layers) < 0:
+                raise ValueError(
+                    f"zuoxiao.student.layers={self.layers} must be distinct non-negative zuoxiao.teacher layer indices"
+                )
+        return self
+
+
+class AdapterConfig(StrictModel):
+    kind: Literal["lora", "full"] = Field("full", description="lora: PEFT LoRA (merged before saving); full")
+    r: int = Field(8, ge=1, description="LoRA rank")
+    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["query", "key", "value", "dense"],
+        description="module name suffixes that get LoRA; the classifier head is always trained in full",
+    )
+
+
+class LossConfig(StrictModel):
+    kind: Literal["kl", "mse"] = Field(
+        "kl", description="kl: KL(teacher_T || student_T) x T^2; mse: mean squared error on logits"
+    )
+    temperature: float = Field(2.0, gt=0, description="softmax temperature of the KL term")
+    alpha: float = Field(
+        0.5, ge=0, le=1,
+        description="weight of the distillation term; 1-alpha on gold CE (rows without gold: KD only)",
+    )
+
+
+class TrainConfig(StrictModel):
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    adapter: AdapterConfig = Field(default_factory=AdapterConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-4, epochs=3))
+    max_length: int = Field(128, ge=8, description="student tokens per text (longer texts are truncated)")
+    freeze_embeddings: bool = Field(
+        False, description="keep the student's word embeddings fixed: most of a small student's parameters, "
+        "and most of an AdamW step's time on CPU"
+    )
+    shuffle_buffer: int = Field(
+        4096, ge=1, description="rows held in memory for shuffling and length bucketing (bounds memory)"
+    )
+    eval_every: int = Field(200, ge=1, description="optimizer steps between evaluations")
+    eval_batch_size: int = Field(64, ge=1, description="rows per forward pass during evaluation")
+    early_stopping_patience: int | None = Field(None, ge=1, description="evaluations without improvement")
+    metric: Literal["accuracy", "macro_f1", "agreement"] = Field(
+        "accuracy", description="what early stopping and the best checkpoint track (higher is better)"
+    )
+    checkpoint_every: int = Field(500, ge=1, description="optimizer steps between save_state checkpoints")
+    keep_checkpoints: int = Field(2, ge=1, description="save_state checkpoints kept (oldest deleted)")
+
