@@ -66,7 +66,7 @@ def job_config(work: Path, teacher: str, train_steps: int, eval_rows: int) -> di
                   "teacher": {"path": teacher, "max_length": 64}, "batch_size": 64, "rows_per_shard": 5000},
         "train": {"student": {"kind": "from_teacher", "layers": [0, 5]}, "max_length": 64,
                   "optim": {"max_steps": train_steps, "batch_size": 32}},
-        "compress": {"latency_runs": 5, "gate": {"min_retention": 0.5}},
+        "compress": {"latency_runs": 5}, "ship": {"gate": {"min_retention": 0.5}},
     }
 
 

@@ -92,7 +92,7 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
     }
     from zuoxiao.ship.gate import check_gate
 
-    shipped["gate"] = check_gate(ctx.cfg.compress.gate, report, shipped)
+    shipped["gate"] = check_gate(ctx.cfg.ship.gate, report, shipped)
     student_rec = report["steps"][0]
     write_json_atomic(staging / "metrics.json", {
         "task": report["task"], "label_names": report["label_names"], "bundle": shipped,

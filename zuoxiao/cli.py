@@ -2,7 +2,7 @@
 
     zuoxiao validate configs/demo.yaml
     zuoxiao label configs/demo.yaml --set label.batch_size=64 -- --runner=DirectRunner
-    zuoxiao finetune-teacher | train | compress | run CONFIG
+    zuoxiao finetune-teacher | label | train | compress | ship | run CONFIG
     zuoxiao predict BUNDLE_DIR "some text" ...
     zuoxiao demo
 
@@ -54,13 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="output dir (default <output_dir>/student)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
 
-    p = sub.add_parser("compress", help="compress the student, export the bundle, apply the gate")
+    p = sub.add_parser("compress", help="compress the student step by step, measuring each step")
     _config_args(p)
 
-    p = sub.add_parser("export", help="(re)build the app-team bundle from the compressed model")
-    _config_args(p)
+    for name in ("ship", "export"):
+        p = sub.add_parser(name, help="build the app-team bundle from the compressed model, behind the gate"
+                           + (" (same as ship)" if name == "export" else ""))
+        _config_args(p)
 
-    p = sub.add_parser("run", help="the whole job: finetune -> label -> train -> compress -> gate")
+    p = sub.add_parser("run", help="the whole job: finetune -> label -> train -> compress -> ship")
     _config_args(p)
     p.add_argument("--force", action="append", default=[], metavar="STAGE", help="redo STAGE even if done")
 
@@ -86,6 +88,21 @@ def _print_json(obj) -> None:
         print(json.dumps(obj, indent=2, default=str))
 
 
+def _stage_lock(cfg, args):
+    """Stand-alone stage commands take the same lock as `zuoxiao run`: two writers never share an output dir.
+
+    Under a multi-process launcher (accelerate launch) only rank 0 takes it; the run's own train launcher
+    runs inside `zuoxiao run`, which already holds it.
+    """
+    from contextlib import nullcontext
+
+    from zuoxiao.core.lock import RunLock
+
+    if os.environ.get("RANK", "0") != "0" or os.environ.get("ZUOXIAO_LOCK_HELD") == "1":
+        return nullcontext()
+    return RunLock(Path(cfg.output_dir), purpose=f"zuoxiao {args.command}")
+
+
 def _dispatch(args) -> int:
     from zuoxiao.core.paths import StagePaths
 
@@ -102,7 +119,8 @@ def _dispatch(args) -> int:
 
         cfg = _load(args)
         out = Path(args.output) if args.output else StagePaths(Path(cfg.output_dir)).label
-        manifest = label_from_config(cfg, out, beam_args=args.beam_args)
+        with _stage_lock(cfg, args):
+            manifest = label_from_config(cfg, out, beam_args=args.beam_args)
         _print_json({"output": str(out), "counts": manifest["counts"]})
         return EXIT_OK
     if args.command == "finetune-teacher":
@@ -110,7 +128,8 @@ def _dispatch(args) -> int:
 
         cfg = _load(args)
         out = Path(args.output) if args.output else StagePaths(Path(cfg.output_dir)).teacher
-        _print_json(finetune_teacher(cfg, out))
+        with _stage_lock(cfg, args):
+            _print_json(finetune_teacher(cfg, out))
         return EXIT_OK
     if args.command == "train":
         from zuoxiao.student.train import train
@@ -119,19 +138,22 @@ def _dispatch(args) -> int:
         paths = StagePaths(Path(cfg.output_dir))
         shards = Path(args.shards) if args.shards else paths.label
         out = Path(args.output) if args.output else paths.student
-        _print_json(train(cfg, shards, out, resume=args.resume))
+        with _stage_lock(cfg, args):
+            _print_json(train(cfg, shards, out, resume=args.resume))
         return EXIT_OK
     if args.command == "compress":
         from zuoxiao.student.compress.stage import compress
 
         cfg = _load(args)
-        _print_json(compress(cfg, StagePaths(Path(cfg.output_dir))))
+        with _stage_lock(cfg, args):
+            _print_json(compress(cfg, StagePaths(Path(cfg.output_dir))).to_json())
         return EXIT_OK
-    if args.command == "export":
-        from zuoxiao.student.compress.stage import export_bundle
+    if args.command in ("ship", "export"):
+        from zuoxiao.ship.stage import ship
 
         cfg = _load(args)
-        _print_json(export_bundle(cfg, StagePaths(Path(cfg.output_dir))))
+        with _stage_lock(cfg, args):
+            _print_json(ship(cfg, StagePaths(Path(cfg.output_dir))).to_json())
         return EXIT_OK
     if args.command == "run":
         from zuoxiao.run.runner import run_job

@@ -1,8 +1,8 @@
-"""The compress stage: run the configured steps in order, measure after each, export, gate, publish.
+"""The compress stage: run the configured steps in order and measure after each.
 
-    compress(cfg, paths)       paths.student + paths.label -> paths.compress (per-step models, report)
-                               -> paths.bundle (only when the gate passes; else GateFailed, exit 3)
-    export_bundle(cfg, paths)  rebuild the bundle from the last compressed model (gate applied too)
+    compress(cfg, paths)   paths.student + paths.label -> paths.compress (per-step models, report.json,
+                           report.md, pareto.png, teacher.json); the ship stage (zuoxiao.ship.stage)
+                           then packages the last step's model as the bundle, behind the gate
 
 Every step is measured the same way: accuracy and macro-F1 against gold (cfg.task.eval), agreement with
 the teacher's predictions on the same rows, parameters, bytes on disk, latency p50/p95 at batch 1 and 32.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -25,8 +24,10 @@ from zuoxiao.core.datasource import read_labelled
 from zuoxiao.core.errors import InputError
 from zuoxiao.core.metrics import agreement, classification_metrics
 from zuoxiao.core.paths import StagePaths
+from zuoxiao.core.results import CompressResult
 from zuoxiao.core.shards import write_json_atomic
 from zuoxiao.student.compress import steps as S
+from zuoxiao.student.compress.report import write_report
 
 log = logging.getLogger(__name__)
 REPORT = "report.json"
@@ -43,7 +44,7 @@ class Context:
                              "(e.g. task.eval.path=data/test.jsonl)")
         if not (paths.student / "config.json").is_file():
             raise InputError(f"no trained student at {paths.student}; run `zuoxiao train CONFIG` first")
-        self.student_metrics = _read_json(paths.student / "metrics.json")
+        self.student_metrics = read_json(paths.student / "metrics.json")
 
     def load_eval(self, label_names: list[str]) -> None:
         self.label_names = list(self.cfg.task.label_names or label_names)
@@ -66,7 +67,7 @@ class Context:
         return rec
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text()) if path.is_file() else {}
     except json.JSONDecodeError as err:
@@ -101,7 +102,7 @@ def teacher_record(ctx: Context) -> dict | None:
     key = {"fingerprint": fingerprint(model), "eval_rows": len(ctx.texts), "max_length": max_len,
            "eval_hash": hash_texts(ctx.texts), "latency_seq_len": ctx.cc.latency_seq_len}
     cache = ctx.paths.compress / "teacher.json"
-    cached = _read_json(cache)
+    cached = read_json(cache)
     if cached.get("key") == key:
         ctx.teacher_pred = np.asarray(cached["pred"])
         return cached["record"]
@@ -128,7 +129,7 @@ def hash_texts(texts: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def compress(cfg: Config, paths: StagePaths) -> dict:
+def compress(cfg: Config, paths: StagePaths) -> CompressResult:
     """Run cfg.compress.steps on paths.student; write paths.compress; publish paths.bundle if the gate passes."""
     from zuoxiao.student.compress.modelio import load_model
 
@@ -166,56 +167,8 @@ def compress(cfg: Config, paths: StagePaths) -> dict:
               "max_length": ctx.max_length, "seconds": round(time.time() - t0, 1),
               "label_dir": str(paths.label), "student_dir": str(paths.student)}
     write_json_atomic(paths.compress / REPORT, report)
-    from zuoxiao.ship.card import write_report
-
     write_report(report, paths.compress)
-    return publish(ctx, report)
-
-
-def export_bundle(cfg: Config, paths: StagePaths) -> dict:
-    """Rebuild paths.bundle from the last compressed model recorded in paths.compress/report.json."""
-    report = _read_json(paths.compress / REPORT)
-    if not report:
-        raise InputError(f"no {paths.compress / REPORT}: run `zuoxiao compress CONFIG` before `zuoxiao export`")
-    if not Path(report["final"]["onnx"]).is_file():
-        raise InputError(f"the compressed model {report['final']['onnx']} is gone; rerun `zuoxiao compress CONFIG`")
-    ctx = Context(cfg, paths)
-    ctx.load_eval(report["label_names"])
-    ctx.max_length = report["max_length"]
-    tcache = _read_json(paths.compress / "teacher.json")
-    ctx.teacher_pred = np.asarray(tcache["pred"]) if tcache.get("pred") else None
-    return publish(ctx, report)
-
-
-def publish(ctx: Context, report: dict) -> dict:
-    """Build the bundle in a staging dir, evaluate it with its own runtime, gate, then move it in place."""
-    from zuoxiao.ship.gate import gate_message
-    from zuoxiao.ship.package import build_bundle
-
-    paths = ctx.paths
-    staging = paths.root / f".bundle.staging-{int(time.time() * 1000)}"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        shipped = build_bundle(ctx, report, staging)
-        gate = shipped["gate"]
-        report["bundle"] = shipped
-        report["gate"] = gate
-        write_json_atomic(paths.compress / REPORT, report)
-        if not gate["passed"]:
-            msg = gate_message(gate)
-            print(msg, file=sys.stderr)
-            from zuoxiao.core.errors import GateFailed
-
-            err = GateFailed(msg + f"; nothing was published to {paths.bundle} (report: {paths.compress})")
-            err.report = report
-            raise err
-        old = paths.root / f".bundle.old-{int(time.time() * 1000)}"
-        if paths.bundle.exists():
-            paths.bundle.rename(old)
-        staging.rename(paths.bundle)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    print(gate_message(gate), file=sys.stderr)  # stdout stays machine-readable (the CLI prints JSON there)
-    return {"steps": report["steps"], "teacher": report["teacher"], "final": shipped, "gate": gate,
-            "bundle": str(paths.bundle), "report": str(paths.compress / "report.md")}
+    return CompressResult(report=str(paths.compress / REPORT), final_step=records[-1]["name"],
+                          final_accuracy=records[-1]["accuracy"], teacher_accuracy=(teacher or {}).get("accuracy"),
+                          steps=[{k: r.get(k) for k in ("name", "kind", "accuracy", "agreement", "bytes", "latency_ms")}
+                                 for r in records])

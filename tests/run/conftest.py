@@ -31,7 +31,7 @@ def fake_job(tmp_path):
             "output_dir": str(tmp_path / "out"),
             "task": {"name": "fake", "label_names": ["a", "b"]},
             "label": {"input": {"path": str(data), "id_column": "id"}, "rows_per_shard": 4},
-            "compress": {"gate": {"min_retention": 0.9}},
+            "ship": {"gate": {"min_retention": 0.9}},
         }
         if finetune:
             raw["finetune"] = {"data": {"path": str(gold)}}

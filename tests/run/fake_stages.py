@@ -2,7 +2,7 @@
 
 They follow the real stages' contracts: label writes shards then manifest.json LAST and uses a teacher
 cache under ctx.cache_dir; train writes atomic checkpoints and resumes from the newest with
-ctx.resume; compress raises GateFailed when the gate refuses. Every call is appended to
+ctx.resume; ship raises GateFailed(result=...) when the gate refuses. Every call is appended to
 <output_dir>/calls.jsonl. ZX_FAKE_CRASH="label:N" / "train:N" kills the process (SIGKILL) after shard /
 step N, for crash tests run in a subprocess:  python -m tests.run.fake_stages CONFIG [--force S]
 """
@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
 
 from zuoxiao.core.errors import GateFailed
+from zuoxiao.core.results import CompressResult, FinetuneResult, LabelResult, ShipResult, TrainResult
 from zuoxiao.core.shards import write_json_atomic
 
 
@@ -44,7 +46,7 @@ def fake_finetune(cfg, paths, ctx):
     _call(cfg, "finetune")
     paths.teacher.mkdir(parents=True, exist_ok=True)
     (paths.teacher / "config.json").write_text(json.dumps({"fake": True, "seed": cfg.seed}))
-    return {"accuracy": 0.9}
+    return FinetuneResult(teacher_dir=str(paths.teacher), accuracy=0.9)
 
 
 def _teacher_logit(text: str) -> float:
@@ -80,7 +82,8 @@ def fake_label(cfg, paths, ctx):
                                              "teacher_seconds": 0.01 * misses}}
     write_json_atomic(paths.label / "manifest.json", manifest)
     _call(cfg, "label", hits=hits, misses=misses)
-    return manifest
+    return LabelResult(label_dir=str(paths.label), read=len(out), labeled=len(out), shards=len(shards),
+                       cache_hits=hits, cache_misses=misses, teacher_seconds=0.01 * misses)
 
 
 def fake_train(cfg, paths, ctx):
@@ -104,26 +107,37 @@ def fake_train(cfg, paths, ctx):
     (paths.student / "model.bin").write_text(state)
     metrics = {"teacher": {"accuracy": 0.9}, "student": {"accuracy": 0.88}}
     (paths.student / "metrics.json").write_text(json.dumps(metrics))
-    return metrics
+    return TrainResult(student_dir=str(paths.student), teacher_accuracy=0.9, student_accuracy=0.88, metrics=metrics)
 
 
 def fake_compress(cfg, paths, ctx):
     _call(cfg, "compress")
     model = (paths.student / "model.bin").read_text()
     paths.compress.mkdir(parents=True, exist_ok=True)
-    paths.bundle.mkdir(parents=True, exist_ok=True)
-    (paths.bundle / "model.onnx").write_text(_h("onnx", model))
-    retention = 0.88 / 0.9
-    report = {"accuracy": 0.88, "teacher_accuracy": 0.9, "retention": retention, "size_mb": 1.5,
-              "latency_ms_p50": 2.0}
+    (paths.compress / "model.onnx").write_text(_h("onnx", model))
+    report = {"final_accuracy": 0.88, "teacher_accuracy": 0.9}
     (paths.compress / "report.json").write_text(json.dumps(report))
-    need = cfg.compress.gate.min_retention
-    if need is not None and retention < need:
-        raise GateFailed(f"retention {retention:.3f} < min_retention {need}")
-    return {**report, "gate": {"passed": True}}
+    return CompressResult(report=str(paths.compress / "report.json"), final_step="01-quantize", **report)
 
 
-FAKES = {"finetune": fake_finetune, "label": fake_label, "train": fake_train, "compress": fake_compress}
+def fake_ship(cfg, paths, ctx):
+    _call(cfg, "ship")
+    retention = 0.88 / 0.9
+    need = cfg.ship.gate.min_retention
+    passed = need is None or retention >= need
+    gate = {"passed": passed, "retention": round(retention, 5), "size_mb": 1.5, "latency_ms_p50": 2.0}
+    result = ShipResult(bundle=str(paths.bundle) if passed else None, passed=passed, accuracy=0.88,
+                        teacher_accuracy=0.9, student_accuracy=0.88, retention=gate["retention"], size_mb=1.5,
+                        latency_ms_p50=2.0, gate=gate)
+    if not passed:
+        raise GateFailed(f"retention {retention:.3f} < min_retention {need}", result=result)
+    paths.bundle.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(paths.compress / "model.onnx", paths.bundle / "model.onnx")
+    return result
+
+
+FAKES = {"finetune": fake_finetune, "label": fake_label, "train": fake_train, "compress": fake_compress,
+         "ship": fake_ship}
 
 
 def main(argv: list[str]) -> int:

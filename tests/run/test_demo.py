@@ -32,7 +32,7 @@ def test_demo_end_to_end_on_a_tiny_backbone(tmp_path, tiny_backbone, monkeypatch
     out = tmp_path / "demo"
     tiny = [f"finetune.teacher.path={tiny_backbone}", "finetune.teacher.max_length=32", "finetune.optim.epochs=2",
             "finetune.freeze_embeddings=false", "label.teacher.max_length=32", "train.student.layers=[0]",
-            "train.max_length=32", "train.optim.epochs=1", "compress.latency_runs=3", "compress.gate.min_retention=0.01"]
+            "train.max_length=32", "train.optim.epochs=1", "compress.latency_runs=3", "ship.gate.min_retention=0.01"]
     args = ["demo", "--output", str(out)] + [x for t in tiny for x in ("--set", t)]
     assert main(args) == 0
     text = " ".join(capsys.readouterr().out.split())

@@ -37,7 +37,7 @@ def test_first_run_then_rerun_skips_everything(fake_job):
     cfg = fake_job(run__run_id="nightly")
     s1 = _run(cfg)
     assert s1["exit_code"] == 0 and s1["status"] == "passed"
-    assert _ran(fake_job.out) == ["finetune", "label", "train", "compress"]
+    assert _ran(fake_job.out) == ["finetune", "label", "train", "compress", "ship"]
     run_dir = fake_job.out / "runs" / "nightly"
     for d in ("teacher", "label", "student", "compress"):
         done = json.loads((run_dir / d / ".done.json").read_text())
@@ -45,11 +45,11 @@ def test_first_run_then_rerun_skips_everything(fake_job):
     assert (run_dir / "summary.json").is_file() and (run_dir / "config.resolved.yaml").is_file()
     assert not (run_dir / "student" / "checkpoints").exists()  # scratch, dropped once train is done
     events = [json.loads(x)["event"] for x in (run_dir / "logs" / "events.jsonl").read_text().splitlines()]
-    assert events[0] == "run_start" and events[-1] == "run_end" and events.count("stage_ran") == 4
+    assert events[0] == "run_start" and events[-1] == "run_end" and events.count("stage_ran") == 5
 
     s2 = _run(cfg)
-    assert _actions(s2) == dict.fromkeys(["finetune", "label", "train", "compress"], "skipped")
-    assert len(calls(fake_job.out)) == 4  # nothing ran again
+    assert _actions(s2) == dict.fromkeys(["finetune", "label", "train", "compress", "ship"], "skipped")
+    assert len(calls(fake_job.out)) == 5  # nothing ran again
     assert s2["metrics"]["retention"] == pytest.approx(0.88 / 0.9, abs=1e-4)
 
 
@@ -59,7 +59,7 @@ def test_new_run_reuses_identical_stages_and_moves_latest(fake_job):
     s2 = _run(cfg)  # the first run finished: a new run id, every stage hard-linked from the first
     assert s2["run_id"] != s1["run_id"]
     assert set(_actions(s2).values()) == {"reused"}
-    assert len(calls(fake_job.out)) == 4
+    assert len(calls(fake_job.out)) == 5
     latest = fake_job.out / "latest"
     assert latest.is_symlink() and latest.resolve() == Path(s2["run_dir"]).resolve()
     assert json.loads((fake_job.out / "latest.json").read_text())["run_id"] == s2["run_id"]
@@ -72,8 +72,8 @@ def test_force_redoes_the_stage_and_everything_below(fake_job):
     cfg = fake_job(run__run_id="r")
     _run(cfg)
     s = _run(cfg, force=["train"])
-    assert _actions(s) == {"finetune": "skipped", "label": "skipped", "train": "ran", "compress": "ran"}
-    assert _ran(fake_job.out, 4) == ["train", "compress"]
+    assert _actions(s) == {"finetune": "skipped", "label": "skipped", "train": "ran", "compress": "ran", "ship": "ran"}
+    assert _ran(fake_job.out, 5) == ["train", "compress", "ship"]
     with pytest.raises(ConfigError, match="unknown stage"):
         _run(cfg, force=["lable"])
 
@@ -83,7 +83,7 @@ def test_new_rows_rerun_label_with_cache_and_keep_the_teacher(fake_job):
     _run(cfg)
     write_rows(fake_job.data, 1, start=10)  # nightly data grew by one row
     s = _run(cfg)
-    assert _actions(s) == {"finetune": "reused", "label": "ran", "train": "ran", "compress": "ran"}
+    assert _actions(s) == {"finetune": "reused", "label": "ran", "train": "ran", "compress": "ran", "ship": "ran"}
     label_call = [c for c in calls(fake_job.out) if c["stage"] == "label"][-1]
     assert (label_call["hits"], label_call["misses"]) == (10, 1)  # only the new row reached the teacher
     assert s["metrics"]["cache_hits"] == 10 and s["metrics"]["cache_misses"] == 1
@@ -92,12 +92,12 @@ def test_new_rows_rerun_label_with_cache_and_keep_the_teacher(fake_job):
 
 def test_gate_failure_exit_3_and_latest_stays(fake_job):
     good = _run(fake_job(run__run_id="good"))
-    bad = _run(fake_job(run__run_id="bad", compress__gate__min_retention=0.99))
+    bad = _run(fake_job(run__run_id="bad", ship__gate__min_retention=0.99))
     assert bad["exit_code"] == EXIT_GATE_FAILED and bad["status"] == "gate_failed"
     assert "min_retention 0.99" in bad["gate"]["message"]
     assert json.loads((fake_job.out / "latest.json").read_text())["run_id"] == good["run_id"]
-    again = _run(fake_job(run__run_id="bad", compress__gate__min_retention=0.99))  # verdict recorded
-    assert again["exit_code"] == EXIT_GATE_FAILED and _actions(again)["compress"] == "skipped"
+    again = _run(fake_job(run__run_id="bad", ship__gate__min_retention=0.99))  # verdict recorded
+    assert again["exit_code"] == EXIT_GATE_FAILED and _actions(again)["ship"] == "skipped"
 
 
 def test_lock_refuses_a_second_run(fake_job, capsys):
@@ -192,7 +192,7 @@ def test_execution_settings_do_not_invalidate_labels(fake_job):
     s = _run(cfg, overrides=["label.beam.runner=FlinkRunner", "label.teacher.num_threads=8"])
     assert set(_actions(s).values()) == {"skipped"}
     s = _run(cfg, overrides=["label.batch_size=7"])  # a real input of the stage: relabel and below
-    assert _actions(s) == {"finetune": "skipped", "label": "ran", "train": "ran", "compress": "ran"}
+    assert _actions(s) == {"finetune": "skipped", "label": "ran", "train": "ran", "compress": "ran", "ship": "ran"}
 
 
 def test_keep_runs_prunes_the_oldest_finished_runs(fake_job):

@@ -36,8 +36,8 @@ def _config(tmp_path: Path, backbone: Path) -> Path:
         "train": {"student": {"kind": "from_teacher", "layers": [0]}, "max_length": 32,
                   "freeze_embeddings": False,
                   "optim": {"lr": 1e-2, "epochs": 3, "batch_size": 16, "warmup_ratio": 0.0}},
-        "compress": {"steps": [{"kind": "vocab_trim"}, {"kind": "quantize"}], "latency_runs": 3,
-                     "gate": {"min_retention": 0.05}},
+        "compress": {"steps": [{"kind": "vocab_trim"}, {"kind": "quantize"}], "latency_runs": 3},
+        "ship": {"gate": {"min_retention": 0.05}},
     }
     p = tmp_path / "job.yaml"
     p.write_text(yaml.safe_dump(raw))
@@ -61,7 +61,7 @@ def test_tiny_full_run_twice_with_cache(tmp_path, tiny_backbone):
     first = run_job(load_config(cfg_path), console=quiet)
     assert first["exit_code"] == 0, first
     assert {s: i["action"] for s, i in first["stages"].items()} == dict.fromkeys(
-        ["finetune", "label", "train", "compress"], "ran")
+        ["finetune", "label", "train", "compress", "ship"], "ran")
     out = tmp_path / "out"
     bundle = out / "latest" / "bundle"
     assert bundle.is_dir() and any(bundle.iterdir())
@@ -76,7 +76,7 @@ def test_tiny_full_run_twice_with_cache(tmp_path, tiny_backbone):
     second = run_job(load_config(cfg_path), console=quiet)
     assert second["exit_code"] == 0, second
     actions = {s: i["action"] for s, i in second["stages"].items()}
-    assert actions == {"finetune": "reused", "label": "ran", "train": "ran", "compress": "ran"}
+    assert actions == {"finetune": "reused", "label": "ran", "train": "ran", "compress": "ran", "ship": "ran"}
     m2 = second["metrics"]
     assert (m2["cache_hits"], m2["cache_misses"]) == (300, 30)  # only the new rows reached the teacher
     assert m2["teacher_seconds_saved"] and m2["teacher_seconds_saved"] > 0
@@ -125,7 +125,7 @@ def test_crash_mid_train_resumes_from_checkpoint_to_identical_outputs(tmp_path, 
     resumed = run_job(cfg, console=quiet)
     assert resumed["run_dir"] == str(run_dir) and resumed["exit_code"] == 0
     assert {s: i["action"] for s, i in resumed["stages"].items()} == {"label": "skipped", "train": "ran",
-                                                                       "compress": "ran"}
+                                                                       "compress": "ran", "ship": "ran"}
     assert json.loads((run_dir / "student" / ".done.json").read_text())["resumed"] is True
     a, b = Path(clean["run_dir"]), run_dir
     assert (a / "label" / "manifest.json").exists()

@@ -50,9 +50,13 @@ class IntegrityError(ZuoxiaoError):
 
 
 class GateFailed(ZuoxiaoError):
-    """The quality gate refused to publish."""
+    """The quality gate refused to publish; ``result`` holds what was measured (a ShipResult or a dict)."""
 
     exit_code = EXIT_GATE_FAILED
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
 
 
 class LockHeld(ZuoxiaoError):

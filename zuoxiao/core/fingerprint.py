@@ -10,23 +10,15 @@ below it, while an upstream rerun that reproduced the same bytes does not.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
 import zuoxiao
 from zuoxiao.core.config.base import EMBEDDED_TEACHER, DataSource
 from zuoxiao.core.datasource import resolve_files
+from zuoxiao.core.imports import STAGE_ENTRY, closure, source_file
 from zuoxiao.core.shards import sha256_file
 
-#: Packages whose source decides each stage's result. zuoxiao's own shared modules are added to all.
-STAGE_PACKAGES = {
-    "finetune": ["teacher"],
-    "label": ["pipelines", "teacher"],
-    "train": ["student"],
-    "compress": ["student"],
-}
-SHARED_MODULES = ["zuoxiao/config", "zuoxiao/shards.py", "zuoxiao/datasource.py", "zuoxiao/paths.py"]
 #: Paths inside a stage dir that are scratch, not results (resumable checkpoints, temp files).
 SCRATCH_PARTS = {"checkpoints", "__pycache__"}
 
@@ -38,33 +30,18 @@ def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _package_dir(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def _hash_tree(h, root: Path, label: str) -> None:
-    files = [root] if root.is_file() else sorted(root.rglob("*.py"))
-    for f in files:
-        rel = f.name if root.is_file() else f.relative_to(root).as_posix()
-        h.update(f"{label}/{rel}\0".encode())
-        h.update(f.read_bytes())
-
-
 def code_version(stage: str) -> str:
-    """zuoxiao.__version__ plus a hash of the source files the stage runs (cached per process)."""
+    """zuoxiao.__version__ plus a hash of every module the stage's entry module imports, transitively.
+
+    The module list comes from the source's own import statements (zuoxiao.core.imports), so it follows
+    the code as it changes: editing any module a stage reaches changes its fingerprint, editing one it
+    does not reach leaves it alone. Cached per process.
+    """
     if stage not in _code_cache:
         h = hashlib.sha256(zuoxiao.__version__.encode())
-        repo = Path(zuoxiao.__file__).resolve().parents[1]
-        for rel in SHARED_MODULES:
-            if (repo / rel).exists():
-                _hash_tree(h, repo / rel, rel)
-        for pkg in STAGE_PACKAGES.get(stage, []):
-            d = _package_dir(pkg)
-            if d is not None:
-                _hash_tree(h, d, pkg)
+        for module in closure(STAGE_ENTRY[stage]):
+            h.update(f"{module}\0".encode())
+            h.update(source_file(module).read_bytes())
         _code_cache[stage] = f"{zuoxiao.__version__}+{h.hexdigest()[:16]}"
     return _code_cache[stage]
 
@@ -111,7 +88,11 @@ def outputs_record(root: Path, dirs: list[Path]) -> dict[str, dict]:
 
 
 def outputs_intact(root: Path, record: dict[str, dict]) -> str | None:
-    """None when every recorded file is there with its size; else the first problem, for the log."""
+    """None when every recorded file is there with its size and sha256; else the first problem, for the log.
+
+    The sha256 check is what keeps a flipped byte in a shard from being skipped over or reused run after
+    run: hashing is ~1 GB/s, small next to any stage that would be redone.
+    """
     if not record:
         return "no outputs were recorded"
     for rel, info in record.items():
@@ -120,4 +101,6 @@ def outputs_intact(root: Path, record: dict[str, dict]) -> str | None:
             return f"{rel} is missing"
         if f.stat().st_size != info["size"]:
             return f"{rel} changed size ({f.stat().st_size} != {info['size']})"
+        if info.get("sha256") and sha256_file(f) != info["sha256"]:
+            return f"{rel} does not match its recorded sha256 (corrupted or edited)"
     return None

@@ -29,7 +29,11 @@ class StagePaths:
         return self.root / "compress"
 
     @property
-    def bundle(self) -> Path:  # what app teams get
+    def ship(self) -> Path:  # the ship stage's record: what was measured and the gate verdict
+        return self.root / "ship"
+
+    @property
+    def bundle(self) -> Path:  # what app teams get (published only when the gate passes)
         return self.root / "bundle"
 
 

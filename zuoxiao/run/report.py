@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from zuoxiao.core.paths import StagePaths
+from zuoxiao.core.results import RESULT_TYPES
 
 
 class EventLog:
@@ -24,59 +24,35 @@ class EventLog:
             f.flush()
 
 
-def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+def collect_metrics(dones: dict[str, dict], out: Path) -> dict:
+    """Baseline, teacher, student and shipped accuracy, retention, size, latency and the teacher cache
+    counts, read from the typed results the stages recorded in their .done.json."""
+    def result(stage):
+        done = dones.get(stage)
+        return RESULT_TYPES[stage].from_json(done["result"]) if done else None
 
-
-def _acc(x):
-    """Accuracy out of a metrics entry that may be a number or a dict of metrics."""
-    if isinstance(x, dict):
-        x = x.get("accuracy")
-    return x if isinstance(x, (int, float)) else None
-
-
-def _first(d: dict, *keys):
-    for k in keys:
-        node = d
-        for part in k.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is not None:
-            return node
-    return None
-
-
-def collect_metrics(paths: StagePaths, dones: dict, out: Path) -> dict:
-    """Accuracy, retention, size, latency (the shipped model's, from compress; else the trained student's),
-    and the teacher cache counts from the label manifest."""
-    m: dict = {}
-    manifest = _read(paths.label / "manifest.json")
-    counts = manifest.get("counts", {}) if manifest else {}
-    hits, misses = counts.get("cache_hits"), counts.get("cache_misses")
-    teacher_s = _first(manifest, "timings.teacher_s", "counts.teacher_seconds")
-    m.update(rows_labelled=_first(counts, "labeled", "written"), cache_hits=hits,
-             cache_misses=misses, teacher_seconds=teacher_s)
+    fin, lab, tr, ship = result("finetune"), result("label"), result("train"), result("ship")
+    m: dict = {"rows_labelled": lab.labeled if lab else None, "rows_rejected": lab.rejected if lab else None,
+               "cache_hits": lab.cache_hits if lab else None, "cache_misses": lab.cache_misses if lab else None,
+               "teacher_seconds": lab.teacher_seconds if lab else None}
+    hits, misses = m["cache_hits"], m["cache_misses"]
     if isinstance(hits, int) and isinstance(misses, int) and hits + misses:
         m["cache_hit_rate"] = round(hits / (hits + misses), 4)
-        per_row = teacher_s / misses if teacher_s and misses else _previous_rate(out)
+        per_row = m["teacher_seconds"] / misses if m["teacher_seconds"] and misses else _previous_rate(out)
         m["teacher_seconds_per_row"] = round(per_row, 6) if per_row else None
         m["teacher_seconds_saved"] = round(hits * per_row, 2) if per_row else None
-
-    student = _read(paths.student / "metrics.json")
-    m["teacher_accuracy"] = _acc(_first(student, "teacher", "teacher_accuracy"))
-    m["student_accuracy"] = _acc(_first(student, "student", "student_accuracy"))
-    comp = (dones.get("compress") or {}).get("result") or {}
-    m["shipped_accuracy"] = _acc(_first(comp, "final.accuracy", "accuracy"))
-    m["teacher_accuracy"] = m["teacher_accuracy"] or _acc(_first(comp, "teacher.accuracy", "teacher_accuracy"))
+    m["baseline_accuracy"] = next((r.baseline_accuracy for r in (ship, tr, fin) if r and r.baseline_accuracy is not None),
+                                  None)
+    m["teacher_accuracy"] = next((r.teacher_accuracy for r in (ship, tr) if r and r.teacher_accuracy is not None), None)
+    m["student_accuracy"] = tr.student_accuracy if tr else None
+    m["shipped_accuracy"] = ship.accuracy if ship else None
     final = m["shipped_accuracy"] if m["shipped_accuracy"] is not None else m["student_accuracy"]
-    retention = _first(comp, "retention", "gate.retention")
+    retention = ship.retention if ship else None
     if retention is None and final is not None and m["teacher_accuracy"]:
         retention = final / m["teacher_accuracy"]
     m["retention"] = round(retention, 4) if isinstance(retention, (int, float)) else None
-    m["size_mb"] = _first(comp, "gate.size_mb", "size_mb")
-    m["latency_ms_p50"] = _first(comp, "gate.latency_ms_p50", "final.latency_ms.b1.p50", "latency_ms_p50")
+    m["size_mb"] = ship.size_mb if ship else None
+    m["latency_ms_p50"] = ship.latency_ms_p50 if ship else None
     return m
 
 
@@ -84,7 +60,10 @@ def _previous_rate(out: Path) -> float | None:
     """When every row came from the cache this run, estimate the time saved at the last measured rate."""
     best = None
     for p in sorted((out / "runs").glob("*/summary.json")):
-        rate = _read(p).get("metrics", {}).get("teacher_seconds_per_row")
+        try:
+            rate = json.loads(p.read_text()).get("metrics", {}).get("teacher_seconds_per_row")
+        except (OSError, ValueError):
+            continue
         best = rate or best
     return best
 
@@ -111,6 +90,8 @@ def print_summary(summary: dict, console) -> None:
     r.add_column("metric")
     r.add_column("value", justify="right")
     pct = lambda v: _fmt(None if v is None else 100 * v, ".2f") + ("%" if v is not None else "")  # noqa: E731
+    if m.get("baseline_accuracy") is not None:
+        r.add_row("baseline (TF-IDF + LR) accuracy", pct(m.get("baseline_accuracy")))
     r.add_row("teacher accuracy", pct(m.get("teacher_accuracy")))
     r.add_row("student accuracy", pct(m.get("student_accuracy")))
     if m.get("shipped_accuracy") is not None:

@@ -157,7 +157,8 @@ def make_stage_root(root: Path, gate: dict | None = None, steps: list | None = N
            "label": {"input": {"path": str(eval_path)}},
            "train": {"max_length": 16},
            "compress": {"steps": steps if steps is not None else [{"kind": "vocab_trim"}, {"kind": "quantize"}],
-                        "gate": gate or {"min_retention": 0.5}, "latency_runs": 3}}
+                        "latency_runs": 3},
+           "ship": {"gate": gate or {"min_retention": 0.5}}}
     return parse_config(raw), paths
 
 
@@ -169,7 +170,11 @@ FULL_STEPS = [{"kind": "vocab_trim"}, {"kind": "prune_heads", "keep": 0.5, "rows
 
 @functools.cache
 def compressed_stage():
-    """One tiny job compressed with every step kind (shared by the compress and bundle tests)."""
+    """One tiny job compressed with every step kind, then shipped (shared by the compress and ship tests).
+
+    Returns (cfg, paths, result): result is compress/report.json plus the typed "compress" and "ship" results.
+    """
+    from zuoxiao.ship.stage import ship
     from zuoxiao.student.compress.latency import torch_threads
     from zuoxiao.student.compress.stage import compress
 
@@ -177,5 +182,7 @@ def compressed_stage():
     atexit.register(shutil.rmtree, root, True)
     with torch_threads(1):
         cfg, paths = make_stage_root(root, steps=FULL_STEPS)
-        result = compress(cfg, paths)
-    return cfg, paths, result
+        compressed = compress(cfg, paths)
+        shipped = ship(cfg, paths)
+    report = json.loads(Path(compressed.report).read_text())
+    return cfg, paths, {**report, "compress": compressed, "ship": shipped}

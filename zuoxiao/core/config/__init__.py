@@ -16,15 +16,16 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from zuoxiao.core.config.base import EMBEDDED_TEACHER, DataSource, StrictModel, TaskConfig, TeacherSpec
-from zuoxiao.core.config.compress import CompressConfig, GateConfig
+from zuoxiao.core.config.compress import CompressConfig
 from zuoxiao.core.config.label import AugmentConfig, BeamConfig, LabelConfig
 from zuoxiao.core.config.run import RunConfig
+from zuoxiao.core.config.ship import GateConfig, ShipConfig
 from zuoxiao.core.config.train import FinetuneConfig, TrainConfig
 from zuoxiao.core.errors import ConfigError
 
 __all__ = [
     "EMBEDDED_TEACHER", "AugmentConfig", "BeamConfig", "CompressConfig", "Config", "DataSource",
-    "FinetuneConfig", "GateConfig", "LabelConfig", "RunConfig", "TaskConfig", "TeacherSpec",
+    "FinetuneConfig", "GateConfig", "LabelConfig", "RunConfig", "ShipConfig", "TaskConfig", "TeacherSpec",
     "TrainConfig", "load_config", "parse_config", "save_resolved",
 ]
 
@@ -39,6 +40,7 @@ class Config(StrictModel):
     label: LabelConfig = Field(default_factory=LabelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     compress: CompressConfig = Field(default_factory=CompressConfig)
+    ship: ShipConfig = Field(default_factory=ShipConfig)
     run: RunConfig = Field(default_factory=RunConfig)
 
     @model_validator(mode="after")

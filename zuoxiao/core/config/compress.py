@@ -134,23 +134,22 @@ Step = Annotated[
 ]
 
 
-class GateConfig(StrictModel):
-    """Publish the bundle only when every configured bound holds (null = not checked)."""
-
-    min_retention: float | None = Field(0.95, gt=0, le=1.5, description="final accuracy / teacher accuracy")
-    max_size_mb: float | None = Field(None, gt=0, description="bundle size in MB (10^6 bytes), all files")
-    max_latency_ms_p50: float | None = Field(None, gt=0, description="final model, batch 1, latency_seq_len tokens")
-
-
 class CompressConfig(StrictModel):
     steps: list[Step] = Field(default_factory=lambda: [VocabTrim(kind="vocab_trim"), Quantize(kind="quantize")])
-    gate: GateConfig = Field(default_factory=GateConfig)
     latency_runs: int = Field(30, ge=3, description="timed runs per latency measurement (after warm-up)")
     latency_threads: int = Field(1, ge=1, description="intra-op threads while timing (1 = comparable numbers)")
     latency_seq_len: int = Field(64, ge=4, description="tokens per row in latency measurements")
     max_length: int | None = Field(None, ge=8, description="tokens for eval/export; null = train.max_length")
     eval_batch_size: int = Field(64, ge=1)
     opset: int = Field(17, ge=13, le=21, description="ONNX opset of the exported graph")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gate_moved(cls, data):
+        if isinstance(data, dict) and "gate" in data:
+            raise ValueError("compress.gate moved to ship.gate (the gate belongs to the ship stage): "
+                             "rename the key 'compress.gate' to 'ship.gate'")
+        return data
 
     @model_validator(mode="after")
     def _quantize_last(self):

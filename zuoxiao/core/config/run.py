@@ -9,10 +9,10 @@ from pydantic import Field, field_validator
 
 from zuoxiao.core.config.base import StrictModel
 
-STAGES = ("finetune", "label", "train", "compress")
+STAGES = ("finetune", "label", "train", "compress", "ship")
 #: What each stage reads from the stages before it (finetune is optional: without it the label stage
 #: uses label.teacher.path directly).
-NEEDS = {"label": (), "train": ("label",), "compress": ("label", "train")}
+NEEDS = {"label": (), "train": ("label",), "compress": ("label", "train"), "ship": ("train", "compress")}
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -29,7 +29,7 @@ class RunConfig(StrictModel):
         description="run folder name under <output_dir>/runs/; null = resume the latest unfinished run, "
         "else a new UTC timestamp id",
     )
-    stages: list[Literal["finetune", "label", "train", "compress"]] = Field(
+    stages: list[Literal["finetune", "label", "train", "compress", "ship"]] = Field(
         default_factory=lambda: list(STAGES),
         description="stages this run may execute; completed stages with matching fingerprints are skipped anyway",
     )

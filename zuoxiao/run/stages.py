@@ -1,0 +1,188 @@
+"""The five stages as `zuoxiao run` calls them, what each one's fingerprint covers, and process hygiene.
+
+Each adapter takes (cfg, paths, ctx) and returns the stage's typed result (zuoxiao.core.results); tests
+pass fakes with the same signature and the same result types via ``run_job(stage_fns=...)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from zuoxiao.core.config.run import STAGES
+from zuoxiao.core.errors import ConfigError
+from zuoxiao.core.fingerprint import data_fingerprint, model_fingerprint
+from zuoxiao.core.paths import StagePaths, teacher_path_for_label
+from zuoxiao.core.results import FinetuneResult, LabelResult, TrainResult
+
+log = logging.getLogger(__name__)
+
+#: Stages that can continue from their own checkpoints after a crash (the others are wiped and redone).
+RESUMABLE = {"train"}
+
+
+@dataclass
+class StageContext:
+    run_dir: Path
+    resume: bool  # continue from this stage's checkpoints (same fingerprint, killed mid-way)
+    cache_dir: Path | None  # the incremental teacher cache, shared by all runs of this output dir
+
+
+def _finetune(cfg, paths: StagePaths, ctx: StageContext) -> FinetuneResult:
+    from zuoxiao.teacher.finetune import finetune_teacher
+
+    m = finetune_teacher(cfg, paths.teacher)
+    base = m.get("baseline")
+    return FinetuneResult(teacher_dir=str(paths.teacher), accuracy=m.get("accuracy"), eval_source=m.get("eval_source"),
+                          baseline_accuracy=base.get("accuracy") if isinstance(base, dict) else base, metrics=m)
+
+
+def _label(cfg, paths: StagePaths, ctx: StageContext) -> LabelResult:
+    from zuoxiao.pipelines.label import label_from_config
+
+    manifest = label_from_config(cfg, paths.label, teacher_path=teacher_path_for_label(cfg, paths),
+                                 cache_dir=ctx.cache_dir)
+    counts = manifest.get("counts", {})
+    return LabelResult(label_dir=str(paths.label), read=counts.get("read", 0), labeled=counts.get("labeled", 0),
+                       rejected=counts.get("rejected", 0), rejected_by_reason=counts.get("rejected_by_reason", {}),
+                       shards=len(manifest.get("shards", [])), cache_hits=counts.get("cache_hits"),
+                       cache_misses=counts.get("cache_misses"),
+                       teacher_seconds=(manifest.get("timings") or {}).get("teacher_s"))
+
+
+def train_result(paths: StagePaths, metrics: dict) -> TrainResult:
+    teacher, student = metrics.get("teacher") or {}, metrics.get("student") or {}
+    return TrainResult(student_dir=str(paths.student), teacher_accuracy=teacher.get("accuracy"),
+                       student_accuracy=student.get("accuracy"), agreement=student.get("agreement"),
+                       metrics=metrics)
+
+
+def _train(cfg, paths: StagePaths, ctx: StageContext) -> TrainResult:
+    if cfg.run.train_launcher:
+        return train_result(paths, _launch_train(cfg, paths, ctx))
+    from zuoxiao.student.train import train
+
+    return train_result(paths, train(cfg, paths.label, paths.student, resume=ctx.resume))
+
+
+def _launch_train(cfg, paths: StagePaths, ctx: StageContext) -> dict:
+    """Train in a launcher subprocess (e.g. `accelerate launch` on GPUs) with the run's resolved config,
+    so the config means the same thing in either place; the runner still fingerprints and records it."""
+    cmd = [*cfg.run.train_launcher, "-m", "zuoxiao.cli", "train", str(ctx.run_dir / "config.resolved.yaml"),
+           "--shards", str(paths.label), "--output", str(paths.student)] + (["--resume"] if ctx.resume else [])
+    log.info("launching the train stage: %s", " ".join(cmd))
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, env={**os.environ, "ZUOXIAO_LOCK_HELD": "1"})  # run holds it
+    if proc.returncode != 0:
+        raise RuntimeError(f"train launcher exited with {proc.returncode}: {' '.join(cmd)}; its output is above "
+                           "(rerun resumes from the last checkpoint)")
+    metrics = paths.student / "metrics.json"
+    if not metrics.is_file():
+        raise RuntimeError(f"train launcher finished but wrote no {metrics}; check run.train_launcher {cmd[:3]}")
+    return json.loads(metrics.read_text())
+
+
+def _compress(cfg, paths: StagePaths, ctx: StageContext):
+    from zuoxiao.student.compress.stage import compress
+
+    return compress(cfg, paths)
+
+
+def _ship(cfg, paths: StagePaths, ctx: StageContext):
+    from zuoxiao.ship.stage import ship
+
+    return ship(cfg, paths)
+
+
+#: The stage implementations, picked by name.
+STAGE_FNS = {"finetune": _finetune, "label": _label, "train": _train, "compress": _compress, "ship": _ship}
+
+
+def active_stages(cfg) -> list[str]:
+    if cfg.finetune is not None and "finetune" not in cfg.run.stages:
+        raise ConfigError(
+            f"finetune is configured but run.stages={cfg.run.stages} leaves it out; add finetune to "
+            "run.stages, or set finetune: null and point label.teacher.path at a teacher"
+        )
+    return [s for s in STAGES if s in cfg.run.stages and (s != "finetune" or cfg.finetune is not None)]
+
+
+def stage_inputs(cfg, stage: str) -> dict:
+    """What a stage reads besides upstream outputs: its config sections, task, seed, data file hashes."""
+    task = cfg.task.model_dump(mode="json")
+    inputs: dict = {"seed": cfg.seed, "task": task}
+    if stage == "finetune":
+        inputs.update(finetune=cfg.finetune.model_dump(mode="json"), data=data_fingerprint(cfg.finetune.data),
+                      eval=data_fingerprint(cfg.task.eval), dev=data_fingerprint(cfg.task.dev),
+                      backbone=model_fingerprint(cfg.finetune.teacher.path))
+    elif stage == "label":
+        label = cfg.label.model_dump(mode="json")
+        # Where and how parallel the pipeline runs does not change the labels: moving the label stage to
+        # Dataflow/Flink/Spark, or giving it more threads, must not invalidate finished work.
+        label.pop("beam", None)
+        label["teacher"].pop("num_threads", None)
+        inputs.update(label=label, data=data_fingerprint(cfg.label.input))
+        inputs["task"] = {k: v for k, v in task.items() if k not in ("eval", "dev")}  # label reads neither
+    else:
+        sections = {"train": ("train",), "compress": ("compress", "train"), "ship": ("ship", "compress")}[stage]
+        inputs.update({s: getattr(cfg, s).model_dump(mode="json") for s in sections})
+        inputs.update(eval=data_fingerprint(cfg.task.eval), dev=data_fingerprint(cfg.task.dev))
+    if stage != "finetune" and cfg.finetune is None:
+        inputs["teacher"] = model_fingerprint(cfg.label.teacher.path)
+    return inputs
+
+
+@contextmanager
+def restored_process_state():
+    """Undo what a stage changes in the process: torch threads, root logger handlers and level.
+
+    Without it, `label.teacher.num_threads` set for the label stage leaks into train and compress, so a run
+    resumed after a crash (which skips label) would train with other threads than an uninterrupted one.
+    """
+    import sys
+
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(threads or torch.get_num_threads())
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+class PeakRss:
+    """Peak resident memory of this process during one stage, in MB.
+
+    Linux: writing "5" to /proc/self/clear_refs resets the high-water mark (VmHWM) that /proc/self/status
+    reports, so each stage gets its own peak rather than the maximum of all stages so far (RUSAGE_SELF).
+    Child processes (Beam workers, a train launcher) are not included. Elsewhere: ru_maxrss (cumulative).
+    """
+
+    def __enter__(self):
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.exact = True
+        except OSError:
+            self.exact = False
+        return self
+
+    def __exit__(self, *exc):
+        self.mb = None
+        if self.exact:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.mb = round(int(line.split()[1]) / 1024, 1)
+        if self.mb is None:
+            import resource
+
+            self.mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        return False
