@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 import torch
 
 from zuoxiao.core.errors import IntegrityError
-from zuoxiao.core.shards import SCHEMA_VERSION, SHARD_SCHEMA, read_manifest, shard_paths
-from zuoxiao.student.losses import NO_GOLD, dense_from_topk
+from zuoxiao.core.shards import SCHEMA_VERSION, SHARD_SCHEMA, dense_from_topk, read_manifest, shard_paths
+from zuoxiao.student.losses import NO_GOLD
 
 COLUMNS = ["text", "gold", "logits", "topk_indices", "topk_logprobs", "residual_mass"]
 

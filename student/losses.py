@@ -18,34 +18,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 #: Gold index of rows without a gold label (same convention as torch's cross_entropy ignore_index).
 NO_GOLD = -100
-#: Floor on the residual probability mass so log() stays finite when top-k covered everything.
-MIN_RESIDUAL = 1e-12
-
-
-def dense_from_topk(indices: np.ndarray, logprobs: np.ndarray, residual: np.ndarray, num_classes: int) -> np.ndarray:
-    """Rebuild full teacher log-probabilities [B, C] from top-k storage.
-
-    indices [B, k] int, logprobs [B, k] (log-softmax at T=1), residual [B] = 1 - sum(exp(logprobs)).
-    The shard does not say how the residual mass is spread over the C-k classes outside the top k, so it
-    is spread UNIFORMLY: each of them gets log(residual / (C - k)). The result is a proper log
-    distribution (it sums to 1), so it can stand in for logits: softmax(logprobs / T) equals the
-    teacher's tempered distribution exactly on the top-k classes' relative odds.
-    """
-    b, k = indices.shape
-    if k >= num_classes:
-        raise ValueError(f"top-k storage with k={k} >= num_classes={num_classes}")
-    fill = np.log(np.maximum(residual.astype(np.float64), MIN_RESIDUAL) / (num_classes - k))
-    out = np.repeat(fill[:, None], num_classes, axis=1)
-    np.put_along_axis(out, indices.astype(np.int64), logprobs.astype(np.float64), axis=1)
-    return out.astype(np.float32)
-
-
 def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Per-row T^2 * KL(p_T || q_T): [B, C], [B, C] -> [B]."""
     t = float(temperature)

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from zuoxiao.core.errors import IntegrityError
-from zuoxiao.core.shards import read_manifest, shard_paths
+from zuoxiao.core.shards import read_manifest, shard_paths, table_logprobs
 
 
 @dataclass
@@ -24,25 +24,7 @@ class TransferSet:
 
 
 def _probs(table, num_classes: int) -> np.ndarray:
-    n = table.num_rows
-    logits = table.column("logits").to_pylist()
-    if all(row is not None for row in logits):
-        z = np.asarray(logits, np.float64).reshape(n, -1)
-        z -= z.max(-1, keepdims=True)
-        p = np.exp(z)
-        return (p / p.sum(-1, keepdims=True)).astype(np.float32)
-    # top-k storage: known classes get exp(logprob), the residual mass is spread over the others
-    idx, lp = table.column("topk_indices").to_pylist(), table.column("topk_logprobs").to_pylist()
-    res = table.column("residual_mass").to_numpy()
-    p = np.zeros((n, num_classes), np.float64)
-    for r, (ii, ll) in enumerate(zip(idx, lp, strict=True)):
-        if ii is None or ll is None:
-            raise IntegrityError("a shard row has neither logits nor top-k columns; relabel")
-        rest = num_classes - len(ii)
-        if rest:
-            p[r] = res[r] / rest
-        p[r, ii] = np.exp(ll)
-    return (p / p.sum(-1, keepdims=True)).astype(np.float32)
+    return np.exp(table_logprobs(table, num_classes)).astype(np.float32)
 
 
 def read_transfer(label_dir: str | Path, limit: int | None = None, seed: int = 0) -> TransferSet:

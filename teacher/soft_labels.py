@@ -8,6 +8,9 @@ Above it only the top-k classes are kept as log-probabilities at T=1 plus the re
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+
+from zuoxiao.core.shards import SHARD_SCHEMA, table_logprobs
 
 
 def storage_kind(num_classes: int, max_full_classes: int) -> str:
@@ -70,17 +73,11 @@ def soft_label_columns(logits: np.ndarray, max_full_classes: int, top_k: int) ->
     return rows
 
 
+_SOFT_COLUMNS = ("logits", "topk_indices", "topk_logprobs", "residual_mass")
+
+
 def probs_from_row(row: dict, num_classes: int) -> np.ndarray:
-    """Reconstruct the teacher distribution [C] from a stored row (top-k: residual spread uniformly
-    over the classes not kept). Used by tests and by readers that want probabilities."""
-    if row.get("logits") is not None:
-        return np.exp(log_softmax(np.asarray(row["logits"], dtype=np.float32)[None, :]))[0]
-    p = np.zeros(num_classes, dtype=np.float64)
-    idx = np.asarray(row["topk_indices"], dtype=np.int64)
-    p[idx] = np.exp(np.asarray(row["topk_logprobs"], dtype=np.float64))
-    rest = num_classes - len(idx)
-    if rest:
-        mask = np.ones(num_classes, dtype=bool)
-        mask[idx] = False
-        p[mask] = row["residual_mass"] / rest
-    return p
+    """The teacher distribution [C] of one stored row, decoded by the shard format (zuoxiao.core.shards)."""
+    table = pa.Table.from_pylist([{k: row.get(k) for k in _SOFT_COLUMNS}],
+                                 schema=pa.schema([SHARD_SCHEMA.field(n) for n in _SOFT_COLUMNS]))
+    return np.exp(table_logprobs(table, num_classes)[0].astype(np.float64))
