@@ -257,7 +257,9 @@ def _parquet_rows(f, name: str) -> Iterator[dict]:
 
     pos = 0
     try:
-        pf = pq.ParquetFile(f)
+        # Page checksums, where the writer stored them (pyarrow: write_page_checksum=True), catch any
+        # damaged page; without them only damage that breaks decoding can be seen.
+        pf = pq.ParquetFile(f, page_checksum_verification=True)
         # Binary columns come back as bytes; the label stage rejects undecodable ones per row.
         for batch in pf.iter_batches(batch_size=_PARQUET_BATCH):
             for row in batch.to_pylist():
