@@ -79,7 +79,8 @@ def _damaged_parquet(path):
 
 def test_damaged_parquet_page_is_an_input_error_naming_the_file(tmp_path):
     path = _damaged_parquet(tmp_path / "d.parquet")
-    with pytest.raises(InputError, match=r"d\.parquet: Parquet data after row \d+ cannot be read.*restore"):
+    with pytest.raises(InputError, match=r"d\.parquet: Parquet data in row group 2 of 3 \(after row 1000\) "
+                                         r"cannot be read.*restore"):
         list(iter_rows(path, "parquet"))
     with pytest.raises(InputError, match="d.parquet"):
         read_labelled(DataSource(path=str(path)))

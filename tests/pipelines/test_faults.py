@@ -204,7 +204,8 @@ def test_damaged_parquet_page_exits_2_naming_the_file(tmp_path, make_cfg, capsys
     out = tmp_path / "o"
     assert _cli(tmp_path, make_cfg(path, text_column="text", label_names=("0", "1")), "--output", str(out)) == 2
     err = capsys.readouterr().err
-    assert "damaged.parquet: Parquet data after row" in err and "restore or re-export it" in err
+    assert "damaged.parquet: Parquet data in row group 2 of 3 (after row 1000)" in err
+    assert "restore or re-export it" in err
     assert not (out / "manifest.json").exists() and not list(out.glob(".work-*"))
 
 
@@ -219,11 +220,11 @@ def test_beam_wrapped_errors_map_to_their_exit_codes():
     """In-process runners re-raise Ctrl-C as RuntimeError; multi-process ones send errors back as text."""
     assert isinstance(user_error(RuntimeError("KeyboardInterrupt [while running 'Teacher/RunInference']")),
                       KeyboardInterrupt)
+    msg = "a.parquet: Parquet data in row group 2 of 3 (after row 1000) cannot be read"
     text = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in process\n"
-            "zuoxiao.core.errors.InputError: a.parquet: Parquet data after row 3 cannot be read "
-            "[while running 'Read/ParseRows']\n")
+            f"zuoxiao.core.errors.InputError: {msg} [while running 'Read/ParseRows']\n")
     err = user_error(RuntimeError(text))
-    assert isinstance(err, InputError) and str(err) == "a.parquet: Parquet data after row 3 cannot be read"
+    assert isinstance(err, InputError) and str(err) == msg
     err = user_error(PermissionError(13, "Permission denied", "/data/out"))
     assert isinstance(err, InputError) and "/data/out: Permission denied" in str(err)
     bug = ValueError("a bug")

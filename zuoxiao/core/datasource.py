@@ -107,7 +107,8 @@ def csv_records(lines: Iterable[str], delimiter: str = ",") -> Iterator[tuple[in
     """Text lines (with line endings) -> (first line number (1-based), fields or None, detail).
 
     A record whose quoting is broken (a quote that never closes, or closes and is followed by text)
-    yields (its first line, None, detail naming the line and quoting its text); the lines after that first one are parsed again, so the
+def csv_records(lines: Iterable[str], delimiter: str = ",",
+                ) -> Iterator[tuple[int, list[str] | None, str]]:
     rows a stray quote would have swallowed come back as rows.
     """
     src = _Lines(lines)
@@ -255,21 +256,24 @@ def _tsv_rows(lines: Iterator[bytes], header: list[str], name: str) -> Iterator[
 def _parquet_rows(f, name: str) -> Iterator[dict]:
     import pyarrow.parquet as pq
 
-    pos = 0
+    pos, group, groups = 0, 0, 0
     try:
         # Page checksums, where the writer stored them (pyarrow: write_page_checksum=True), catch any
         # damaged page; without them only damage that breaks decoding can be seen.
         pf = pq.ParquetFile(f, page_checksum_verification=True)
+        groups = pf.num_row_groups
         # Binary columns come back as bytes; the label stage rejects undecodable ones per row.
-        for batch in pf.iter_batches(batch_size=_PARQUET_BATCH):
-            for row in batch.to_pylist():
-                pos += 1
-                yield {"pos": pos - 1, "line": pos, "row": row, "error": None, "detail": ""}
+        for group in range(groups):  # one row group at a time, so an error can say where
+            for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, row_groups=[group]):
+                for row in batch.to_pylist():
+                    pos += 1
+                    yield {"pos": pos - 1, "line": pos, "row": row, "error": None, "detail": ""}
     except (OSError, pa.ArrowException) as err:
         # Footer intact, a data page damaged: the rows in it cannot even be counted, so no dead letter
         # can stand for them. Stop, naming the file and where reading broke.
+        where = f"row group {group + 1} of {groups} (after row {pos})" if groups else "the footer"
         raise InputError(
-            f"{name}: Parquet data after row {pos} cannot be read ({err}); the file is damaged or not "
+            f"{name}: Parquet data in {where} cannot be read ({err}); the file is damaged or not "
             "Parquet: restore or re-export it (or remove it from the input)"
         ) from None
 

@@ -94,7 +94,9 @@ def user_error(err: BaseException) -> BaseException:
         if isinstance(e, (ZuoxiaoError, KeyboardInterrupt)):
             return e
         seen.add(id(e))
-        e = e.__cause__ or e.__context__
+        # Only explicit causes (`raise X from err`): an error raised *while handling* a ZuoxiaoError
+        # (its __context__) may be a bug of its own and must stay exit 1.
+        e = e.__cause__
     text = str(err)
     if isinstance(err, RuntimeError) and (text.startswith("KeyboardInterrupt")
                                           or "\nKeyboardInterrupt" in text):
