@@ -107,9 +107,8 @@ def csv_records(lines: Iterable[str], delimiter: str = ",") -> Iterator[tuple[in
     """Text lines (with line endings) -> (first line number (1-based), fields or None, detail).
 
     A record whose quoting is broken (a quote that never closes, or closes and is followed by text)
-def csv_records(lines: Iterable[str], delimiter: str = ",",
-                ) -> Iterator[tuple[int, list[str] | None, str]]:
-    rows a stray quote would have swallowed come back as rows.
+    yields (its first line, None, detail naming the line and quoting its text); the lines after that
+    first one are parsed again, so the rows a stray quote would have swallowed come back as rows.
     """
     src = _Lines(lines)
     while True:
