@@ -2,20 +2,20 @@
 
 Every physical row becomes one *raw row* element, good or bad, so that nothing read is lost:
 
-    {"source": str, "pos": int,            # file and 0-based row number in it (for dead letters, ties)
-     "row": dict | None,                   # column -> value as read (strings may hold surrogate escapes)
-     "error": str | None, "detail": str}   # set when the row could not even be parsed
+    {"source": str, "pos": int, "line": int,  # file, 0-based row number, 1-based line (for dead letters)
+     "row": dict | None,                      # column -> value as read (undecodable text kept as bytes)
+     "error": str | None, "detail": str}      # set when the row could not even be parsed
 
 Files are matched with Beam's `fileio` (so gs://, s3:// ... patterns work on remote runners) and each
-file is parsed by one DoFn call, streaming: JSONL/TSV line by line, CSV with the csv module (quoted
-fields may span lines), Parquet one record batch at a time.
+file is parsed by one DoFn call, streaming, with `zuoxiao.core.datasource.parse_rows` (the parser the
+gold-set readers use too): JSONL/TSV line by line, CSV with strict quoting (quoted fields may span lines;
+a quote that never closes costs its own line, never the rows after it), Parquet a record batch at a time.
+A leading UTF-8 BOM is dropped. Before any compute, local inputs are checked here: the files exist,
+their header is readable and holds the text column, and the output directory is writable.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 from pathlib import Path
 
@@ -23,12 +23,10 @@ import apache_beam as beam
 from apache_beam.io import fileio
 
 from zuoxiao.core.config.base import DataSource
-from zuoxiao.core.datasource import SUFFIX_FORMATS, detect_format, resolve_files
+from zuoxiao.core.datasource import SUFFIX_FORMATS, detect_format, header_columns, parse_rows, resolve_files
 from zuoxiao.core.errors import InputError
 
 log = logging.getLogger(__name__)
-
-_PARQUET_BATCH = 4096
 
 
 def _is_remote(pattern: str) -> bool:
@@ -52,23 +50,33 @@ def input_files(source: DataSource) -> list[tuple[str, str]]:
     return out
 
 
-def check_columns(files: list[tuple[str, str]], source: DataSource) -> None:
-    """Fail fast when a local CSV/TSV/Parquet file lacks the text column (a config error, not bad rows)."""
+def file_columns(path: str, fmt: str) -> list[str] | None:
+    """The columns of a local file as the pipeline's parser sees them (CSV/TSV header without BOM,
+    Parquet schema, keys of the first JSONL object); None for remote files or an empty JSONL file.
+    Raises InputError for a header that cannot be read (not UTF-8, broken quoting, not Parquet)."""
     import pyarrow.parquet as pq
 
+    if _is_remote(path):
+        return None
+    if fmt == "parquet":
+        try:
+            return pq.read_schema(path).names
+        except Exception as err:  # noqa: BLE001 - pyarrow raises several types for non-Parquet files
+            raise InputError(f"cannot read {path} as Parquet ({err}); check the file or set format") from None
+    with open(path, "rb") as f:
+        if fmt in ("csv", "tsv"):
+            return header_columns(f, fmt, path)
+        for r in parse_rows(f, fmt, path):
+            if not r["error"]:
+                return list(r["row"])
+    return None
+
+
+def check_columns(files: list[tuple[str, str]], source: DataSource) -> None:
+    """Fail fast when a local CSV/TSV/Parquet file lacks the text column (a config error, not bad rows)."""
     for path, fmt in files:
-        if _is_remote(path):
-            continue
-        if fmt == "parquet":
-            try:
-                names = pq.read_schema(path).names
-            except Exception as err:  # noqa: BLE001 - pyarrow raises several types for non-Parquet files
-                raise InputError(f"cannot read {path} as Parquet ({err}); check the file or set format") from None
-        elif fmt in ("csv", "tsv"):
-            with open(path, "rb") as f:
-                first = f.readline().decode("utf-8", "replace").rstrip("\r\n")
-            names = next(csv.reader([first])) if fmt == "csv" else first.split("\t")
-        else:
+        names = file_columns(path, fmt)
+        if names is None or fmt == "jsonl":  # JSONL keys may differ per row: judged per row (missing_text)
             continue
         if source.text_column not in names:
             raise InputError(
@@ -80,9 +88,36 @@ def check_columns(files: list[tuple[str, str]], source: DataSource) -> None:
                         "label_column: null to silence this", path, source.label_column, names)
 
 
-def _beam_safe(value: str) -> str | bytes:
+def check_output_dir(out_dir) -> None:
+    """Fail before any compute when the output directory cannot be created or written: a file in its
+    place, a file among its parents, no permission, a read-only file system. Remote URIs are left to
+    the filesystem that writes them."""
+    import os
+    import tempfile
+
+    out = Path(out_dir)
+    if _is_remote(str(out_dir)):
+        return
+    for p in [out, *out.parents]:
+        if p.exists() and not p.is_dir():
+            where = "the output directory" if p == out else f"a parent of the output directory {out}"
+            raise InputError(f"{p} is a file, not a directory, but it is {where}; choose another output "
+                             "(--output or output_dir) or move the file away")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".zuoxiao-write-probe-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise InputError(f"cannot write to the output directory {out}: {err.strerror or err}; choose a "
+                         "writable --output / output_dir or fix its permissions") from None
+
+
+def _beam_safe(value):
     """Strings holding surrogate escapes (undecodable input bytes) cannot cross a Beam coder: keep them
     as the original bytes; the validator rejects them per row as undecodable_bytes."""
+    if not isinstance(value, str):
+        return value
     try:
         value.encode("utf-8")
         return value
@@ -90,12 +125,9 @@ def _beam_safe(value: str) -> str | bytes:
         return value.encode("utf-8", "surrogateescape")
 
 
-def _decode_line(raw: bytes) -> str:
-    return raw.decode("utf-8").rstrip("\r\n")
-
-
 class ParseFile(beam.DoFn):
-    """ReadableFile -> raw rows (see module docstring). Parse errors become raw rows with `error`."""
+    """ReadableFile -> raw rows (see module docstring), parsed by zuoxiao.core.datasource.parse_rows:
+    the same parser the gold-set readers use. Parse errors become raw rows with `error`."""
 
     def __init__(self, formats: dict[str, str], limit: int | None = None):
         self.formats = formats  # path -> format; remote matches fall back to their suffix
@@ -110,104 +142,15 @@ class ParseFile(beam.DoFn):
     def process(self, readable):
         path = readable.metadata.path
         fmt = self._format(path)
-        reader = {"parquet": self._parquet, "jsonl": self._jsonl, "csv": self._csv, "tsv": self._tsv}[fmt]
-        for n, raw in enumerate(reader(path, readable)):
-            if self.limit is not None and n >= self.limit:
-                break
-            yield raw
-
-    @staticmethod
-    def _bad(path, pos, reason, detail, text=None):
-        return {"source": path, "pos": pos, "row": None if text is None else {"_raw": _beam_safe(text)},
-                "error": reason, "detail": detail}
-
-    def _jsonl(self, path, readable):
-        pos = 0
         with readable.open() as f:
-            for raw in iter(f.readline, b""):
-                if not raw.strip():
-                    continue  # blank lines are not rows
-                try:
-                    line = _decode_line(raw)
-                except UnicodeDecodeError as err:
-                    yield self._bad(path, pos, "undecodable_bytes", f"line is not UTF-8: {err}",
-                                    raw.decode("utf-8", "surrogateescape").rstrip("\r\n"))
-                else:
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        yield self._bad(path, pos, "malformed_row", f"invalid JSON: {err}", line)
-                    else:
-                        if isinstance(obj, dict):
-                            yield {"source": path, "pos": pos, "row": obj, "error": None, "detail": ""}
-                        else:
-                            yield self._bad(path, pos, "malformed_row",
-                                            f"JSON line is a {type(obj).__name__}, not an object", line)
-                pos += 1
-
-    def _tsv(self, path, readable):
-        # No quoting at all (csv.QUOTE_NONE data): split each line on tabs.
-        with readable.open() as f:
-            header_raw = f.readline()
-            header = header_raw.decode("utf-8", "replace").rstrip("\r\n").split("\t")
-            pos = 0
-            for raw in iter(f.readline, b""):
-                if not raw.strip():
-                    continue
-                try:
-                    line = _decode_line(raw)
-                except UnicodeDecodeError as err:
-                    line = raw.rstrip(b"\r\n")
-                    fields = line.decode("utf-8", "surrogateescape").split("\t")
-                    fields = [_beam_safe(x) for x in fields]
-                    row = dict(zip(header, fields, strict=True)) if len(fields) == len(header) else {"_raw": line}
-                    yield {"source": path, "pos": pos, "row": row, "error": "undecodable_bytes",
-                           "detail": f"line is not UTF-8: {err}"}
-                else:
-                    fields = line.split("\t")
-                    if len(fields) != len(header):
-                        yield self._bad(path, pos, "malformed_row",
-                                        f"{len(fields)} tab-separated fields, header has {len(header)}", line)
-                    else:
-                        yield {"source": path, "pos": pos, "row": dict(zip(header, fields, strict=True)),
-                               "error": None, "detail": ""}
-                pos += 1
-
-    def _csv(self, path, readable):
-        with readable.open() as f:
-            # surrogateescape keeps undecodable bytes visible (as lone surrogates) instead of failing the
-            # whole file; rows holding them are rejected per row by the validator.
-            if isinstance(f, io.BufferedIOBase):
-                stream = io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline="")
-            else:  # e.g. Beam's CompressedFile: not an io.IOBase, read it whole
-                stream = io.StringIO(f.read().decode("utf-8", "surrogateescape"), newline="")
-            reader = csv.reader(stream)
-            header = next(reader, None)
-            if header is None:
-                return
-            for pos, fields in enumerate(reader):
-                if not fields:
-                    continue
-                if len(fields) != len(header):
-                    yield self._bad(path, pos, "malformed_row",
-                                    f"{len(fields)} comma-separated fields, header has {len(header)}",
-                                    ",".join(fields))
-                else:
-                    fields = [_beam_safe(x) for x in fields]
-                    yield {"source": path, "pos": pos, "row": dict(zip(header, fields, strict=True)), "error": None,
-                           "detail": ""}
-
-    def _parquet(self, path, readable):
-        import pyarrow.parquet as pq
-
-        with readable.open() as f:
-            # Binary columns come back as bytes; the validator rejects undecodable ones per row.
-            pf = pq.ParquetFile(f)
-            pos = 0
-            for batch in pf.iter_batches(batch_size=_PARQUET_BATCH):
-                for row in batch.to_pylist():
-                    yield {"source": path, "pos": pos, "row": row, "error": None, "detail": ""}
-                    pos += 1
+            for n, raw in enumerate(parse_rows(f, fmt, path)):
+                if self.limit is not None and n >= self.limit:
+                    break
+                row = raw["row"]
+                if row is not None and fmt != "parquet":
+                    row = {k: _beam_safe(v) for k, v in row.items()}
+                yield {"source": path, "pos": raw["pos"], "line": raw["line"], "row": row,
+                       "error": raw["error"], "detail": raw["detail"]}
 
 
 class ReadTaskRows(beam.PTransform):

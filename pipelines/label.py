@@ -41,10 +41,16 @@ from zuoxiao.core.config import Config, save_resolved
 from zuoxiao.core.errors import ConfigError, InputError, IntegrityError
 from zuoxiao.core.paths import StagePaths, teacher_path_for_label
 from zuoxiao.core.shards import MANIFEST, SCHEMA_VERSION, schema_with_metadata, sha256_file, write_json_atomic
-from zuoxiao.pipelines.io import ReadTaskRows, check_columns, input_files
+from zuoxiao.pipelines.io import ReadTaskRows, check_columns, check_output_dir, input_files
 from zuoxiao.pipelines.label_names import resolve_label_names
 from zuoxiao.pipelines.options import beam_flags, make_runner, worker_threads
-from zuoxiao.pipelines.validate import REJECTED, DropDuplicateIds, ValidateRow
+from zuoxiao.pipelines.validate import (
+    REJECTED,
+    DropDuplicateIds,
+    RejectNonFinite,
+    ValidateRow,
+    check_rejected_fraction,
+)
 from zuoxiao.pipelines.write import WriteSharded
 from zuoxiao.teacher.handler import TeacherModelHandler, forget_preloaded, register_preloaded, tokenize_texts
 from zuoxiao.teacher.soft_labels import soft_label_columns, storage_kind
@@ -150,12 +156,13 @@ def build_graph(p, plan: dict):
     labeled = inferred if hits is None else (hits, inferred) | "WithCacheHits" >> beam.Flatten()
     from zuoxiao.teacher.cache import CACHE_SCHEMA
 
-    (labeled
+    finite = labeled | "RejectNonFinite" >> beam.ParDo(RejectNonFinite()).with_outputs(REJECTED, main="records")
+    (finite.records
      | "SoftLabels" >> beam.Map(to_shard_row, max_full_classes=lc.max_full_classes, top_k=lc.top_k)
      | "WriteShards" >> WriteSharded("shards", plan["work_dir"], lc.rows_per_shard, lc.row_group_size,
                                      schema=plan["schema"],
                                      cache_schema=CACHE_SCHEMA if plan["cache_enabled"] else None))
-    ((checked[REJECTED], unique[REJECTED])
+    ((checked[REJECTED], unique[REJECTED], finite[REJECTED])
      | "AllRejected" >> beam.Flatten()
      | "WriteRejected" >> WriteSharded("rejected", plan["work_dir"], lc.rows_per_shard, lc.row_group_size))
     return p
@@ -227,6 +234,7 @@ def label_from_config(
     if lc.input is None:
         raise ConfigError("label.input is missing: give the task rows to label, e.g. --set label.input.path=data.jsonl")
     out_dir = Path(out_dir)
+    check_output_dir(out_dir)  # a file in the way or a read-only disk: exit 2 before any compute
     if teacher_path is None:
         teacher_path = teacher_path_for_label(cfg, StagePaths(Path(cfg.output_dir)))
         if cfg.finetune is not None and not (Path(teacher_path) / "config.json").is_file():
@@ -301,8 +309,12 @@ def label_from_config(
         shutil.rmtree(work, ignore_errors=True)
         raise IntegrityError(f"label pipeline lost rows: read {read} but labeled {labeled} + rejected {rejected}; "
                              "this is a bug, please report it")
-    if labeled == 0:
-        log.warning("no row was labeled (%d rejected: %s); see %s/rejected", rejected, reasons, out_dir)
+    try:  # nothing labeled, or more rejected than label.max_rejected_fraction: exit 2, no manifest
+        check_rejected_fraction({"read": read, "labeled": labeled, "rejected": rejected,
+                                 "rejected_by_reason": reasons}, lc, files)
+    except InputError:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     shards = []
     for s in sorted(shard_stats, key=lambda s: s["file"]):
         shards.append({"file": s["file"], "rows": s["rows"], "sha256": sha256_file(work / s["file"]),

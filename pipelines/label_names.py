@@ -48,16 +48,17 @@ def resolve_label_names(cfg: Config, teacher_path: str, files: list[tuple[str, s
     if src.label_column is None:
         raise ConfigError("task.label_names is null, the teacher has no task labels and label.input has no "
                           "label_column: set task.label_names: [name0, name1, ...]")
-    from zuoxiao.core.datasource import read_file
+    from zuoxiao.core.datasource import iter_rows
 
     seen: set[str] = set()
     for path, fmt in files:
         if "://" in path:
             raise ConfigError(f"automatic label names need local input, not {path!r}; set task.label_names")
-        table = read_file(Path(path), fmt)
-        if src.label_column in table.column_names:
-            for v in table.column(src.label_column).to_pylist():
-                label = normalize_label(v)
+        # The pipeline's own parser and label normalisation: the map holds exactly the labels the
+        # Validate step will look up. Malformed rows are skipped here (the pipeline dead-letters them).
+        for r in iter_rows(Path(path), fmt):
+            if not r["error"]:
+                label = normalize_label(r["row"].get(src.label_column))
                 if label is not None:
                     seen.add(label)
     if len(seen) < 2:

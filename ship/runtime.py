@@ -5,7 +5,12 @@ This file is also copied into every bundle as ``zuoxiao_bundle.py``, so an app t
     from zuoxiao_bundle import Bundle            # or: from zuoxiao.ship.runtime import Bundle
     b = Bundle.load("path/to/bundle")
     b.predict(["great product, fast delivery"])
-    # [{"label": "positive", "probabilities": {"negative": 0.03, "positive": 0.97}}]
+    # [{"label": "positive", "probabilities": {"negative": 0.03, "positive": 0.97}, "truncated": false}]
+
+Inputs the model cannot judge are flagged, not hidden: an empty or blank text gets
+``"warning": "empty_input"``; a text longer than the bundle's max_length is classified on its first
+max_length tokens and says ``"truncated": true, "num_tokens": N, "max_length": M``. A model that outputs
+NaN/inf raises (IntegrityError inside zuoxiao, exit 5 from `zuoxiao predict`): never a NaN probability.
 
 Bundle layout: model.onnx (int8), tokenizer.json (+ tokenizer_config.json, vocab.txt), config.json (HF
 config with id2label, plus a "zuoxiao" block: max_length, onnx file, input names, calibration
@@ -67,10 +72,12 @@ class Bundle:
     """A loaded bundle. ``predict`` returns labels with probabilities; ``logits`` the raw scores [N, C]."""
 
     def __init__(self, directory: Path, session, tokenizer, label_names: list[str], input_names: list[str],
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, counter=None, max_length: int | None = None):
         self.directory, self.session, self.tokenizer = directory, session, tokenizer
         self.label_names, self.input_names = label_names, input_names
         self.temperature = temperature  # calibration: probabilities = softmax(logits / T)
+        # `counter`: the same tokenizer without truncation or padding, to tell how long a cut text was.
+        self.counter, self.max_length = counter, max_length
 
     @classmethod
     def load(cls, directory: str | Path, verify: bool = True, threads: int | None = None) -> Bundle:
@@ -89,6 +96,9 @@ class Bundle:
         id2label = config.get("id2label") or {}
         label_names = [str(id2label.get(str(i), id2label.get(i, i))) for i in range(len(id2label))]
         tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        counter = Tokenizer.from_str(tokenizer.to_str())
+        counter.no_truncation()
+        counter.no_padding()
         max_length = int(meta.get("max_length", 128))
         tokenizer.enable_truncation(max_length=max_length)
         pad_id = int(meta.get("pad_token_id", config.get("pad_token_id") or 0))
@@ -100,7 +110,8 @@ class Bundle:
         session = ort.InferenceSession(str(directory / meta.get("onnx_file", "model.onnx")), opts,
                                        providers=["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
-        return cls(directory, session, tokenizer, label_names, names, float(meta.get("temperature", 1.0)))
+        return cls(directory, session, tokenizer, label_names, names, float(meta.get("temperature", 1.0)),
+                   counter=counter, max_length=max_length)
 
     def logits(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """Raw logits [N, C] (float32)."""
@@ -116,7 +127,31 @@ class Bundle:
         return np.concatenate(out) if out else np.zeros((0, len(self.label_names)), np.float32)
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[dict]:
-        """[{"label": name, "probabilities": {name: p}}] per text, in input order (calibrated)."""
-        probs = _softmax(self.logits(texts, batch_size).astype(np.float64) / self.temperature)
-        return [{"label": self.label_names[int(p.argmax())],
-                 "probabilities": {n: round(float(x), 6) for n, x in zip(self.label_names, p, strict=True)}} for p in probs]
+        """Per text, in input order: {"label": name, "probabilities": {name: p} (calibrated),
+        "truncated": bool} plus "num_tokens"/"max_length" when truncated and "warning": "empty_input"
+        for an empty or blank text. Raises when the model outputs NaN/inf (a broken bundle)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        logits = self.logits(texts, batch_size).astype(np.float64)  # [N, C]
+        probs = _softmax(logits / self.temperature)
+        bad = [i for i, row in enumerate(probs) if not np.isfinite(row).all()]
+        if bad:
+            raise _Corrupt(f"the model in {self.directory} produced non-finite outputs (NaN/inf) for text(s) "
+                           f"{bad[:10]}; the bundle is broken: rebuild it from a finite student "
+                           "(`zuoxiao compress CONFIG`) or ship the previous bundle")
+        out = []
+        for text, p in zip(texts, probs, strict=True):
+            r = {"label": self.label_names[int(p.argmax())],
+                 "probabilities": {n: round(float(x), 6) for n, x in zip(self.label_names, p, strict=True)},
+                 "truncated": False}
+            if not text.strip():
+                r["warning"] = "empty_input"
+            n = self._num_tokens(text)
+            if n is not None and self.max_length is not None and n > self.max_length:
+                r.update(truncated=True, num_tokens=n, max_length=self.max_length)
+            out.append(r)
+        return out
+
+    def _num_tokens(self, text: str) -> int | None:
+        """Tokens of ``text`` before truncation (special tokens included, as max_length counts them)."""
+        return len(self.counter.encode(text).ids) if self.counter is not None else None

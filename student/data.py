@@ -64,10 +64,37 @@ def check_shard_schema(path: Path) -> str:
     return meta.get(b"zuoxiao.storage", b"full").decode()
 
 
+def check_finite(path: Path, storage: str) -> None:
+    """Refuse a shard whose teacher columns hold NaN or inf: one such row turns every student weight into
+    NaN (the loss goes NaN and stays there). Reads only those columns, a record batch at a time."""
+    columns = ["logits"] if storage == "full" else ["topk_logprobs", "residual_mass"]
+    start = 0
+    for rb in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=8192, columns=columns):
+        for name in columns:
+            col = rb.column(name)
+            if isinstance(col.type, pa.ListType):
+                lengths = col.value_lengths().fill_null(0).to_numpy()
+                values = col.flatten().to_numpy(zero_copy_only=False)
+                row_of = np.repeat(np.arange(rb.num_rows), lengths)
+            else:
+                values = col.fill_null(0).to_numpy(zero_copy_only=False)
+                row_of = np.arange(rb.num_rows)
+            bad = ~np.isfinite(values.astype(np.float64, copy=False))
+            if bad.any():
+                row = start + int(row_of[np.argmax(bad)])
+                raise IntegrityError(
+                    f"shard {path} holds a non-finite teacher value ({name} of row {row} is NaN or inf); "
+                    "training on it would make the student NaN. Relabel (the label stage now dead-letters "
+                    "such rows as non_finite_teacher_output) or restore the shard"
+                )
+        start += rb.num_rows
+
+
 class ShardStream:
     """The label output as an epoch-wise stream of RawBatch (not yet tokenised).
 
-    Checks the manifest (schema version, sha256 of every shard) and every shard's schema on open.
+    Checks the manifest (schema version, sha256 of every shard), every shard's schema and that its
+    teacher values are finite, on open.
     """
 
     def __init__(self, label_dir: str | Path, batch_size: int, seed: int = 0, buffer_rows: int = 4096,
@@ -92,6 +119,7 @@ class ShardStream:
                     f"shard {f} (storage {storage!r}, labels {names}) does not match the manifest "
                     f"(storage {self.storage!r}, labels {self.label_names}); relabel"
                 )
+            check_finite(f, storage)
         self.num_rows = sum(int(s["rows"]) for s in self.manifest["shards"])
         self.batch_size = batch_size
         # A whole number of batches per buffer, so the batch count follows from num_rows alone.

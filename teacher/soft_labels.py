@@ -34,6 +34,11 @@ def soft_label_columns(logits: np.ndarray, max_full_classes: int, top_k: int) ->
     logits = np.asarray(logits, dtype=np.float32)
     if logits.ndim != 2:
         raise ValueError(f"logits must be [batch, classes], got shape {logits.shape}")
+    if not np.isfinite(logits).all():
+        # The label pipeline dead-letters such rows first (pipelines.validate.RejectNonFinite); a NaN
+        # that got here would become a NaN soft label, so refuse it loudly rather than store it.
+        bad = np.flatnonzero(~np.isfinite(logits).all(axis=-1)).tolist()
+        raise ValueError(f"teacher logits of rows {bad[:10]} are not finite (NaN/inf); they cannot be soft labels")
     batch, num_classes = logits.shape
     logp = log_softmax(logits)  # [B, C] float64
     probs = np.exp(logp)

@@ -6,8 +6,10 @@
     zuoxiao predict BUNDLE_DIR "some text" ...
     zuoxiao demo
 
-Exit codes: see zuoxiao/errors.py (0 ok, 1 internal, 2 bad config/input, 3 gate failed, 4 locked,
-5 integrity).
+Exit codes: see zuoxiao/core/errors.py (0 ok, 1 internal, 2 bad config/input/environment, 3 gate
+failed, 4 locked, 5 integrity, 130 interrupted). Errors a Beam runner wrapped (a KeyboardInterrupt
+re-raised as RuntimeError, a worker's InputError sent back as text) are unwrapped first
+(`zuoxiao.core.errors.user_error`), so Ctrl-C during labelling is 130, not an internal error.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ import os
 import sys
 from pathlib import Path
 
-from zuoxiao.core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, ZuoxiaoError
+from zuoxiao.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ZuoxiaoError,
+    user_error,
+)
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -165,7 +174,15 @@ def _dispatch(args) -> int:
         from zuoxiao.ship.runtime import Bundle
 
         bundle = Bundle.load(args.bundle)
-        _print_json(bundle.predict(args.texts))
+        results = bundle.predict(args.texts)
+        for i, r in enumerate(results):  # the JSON says so too; stderr keeps stdout parseable
+            if r.get("warning") == "empty_input":
+                print(f"zuoxiao: warning: text {i} is empty or blank: its label means nothing", file=sys.stderr)
+            if r.get("truncated"):
+                print(f"zuoxiao: warning: text {i} has {r['num_tokens']} tokens; only the first "
+                      f"{r['max_length']} were classified", file=sys.stderr)
+        # allow_nan=False: the output is always valid JSON (Bundle.predict refuses non-finite outputs).
+        print(json.dumps(results, indent=2, allow_nan=False))
         return EXIT_OK
     if args.command == "demo":
         from zuoxiao.run.demo import run_demo
@@ -194,16 +211,18 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return _dispatch(args)
-    except ZuoxiaoError as err:
-        print(f"zuoxiao: error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("zuoxiao: interrupted", file=sys.stderr)
-        return 130
-    except Exception:  # a bug: show the traceback, exit 1
-        import traceback
+    except (Exception, KeyboardInterrupt) as raw:
+        err = user_error(raw)
+        if isinstance(err, ZuoxiaoError):
+            print(f"zuoxiao: error: {err}", file=sys.stderr)
+            return err.exit_code
+        if isinstance(err, KeyboardInterrupt):
+            print("zuoxiao: interrupted (exit 130); nothing partial was committed, rerun to continue",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
+        import traceback  # a bug: show the traceback, exit 1
 
-        traceback.print_exc()
+        traceback.print_exception(raw)
         print("zuoxiao: internal error (exit 1); please report the traceback above", file=sys.stderr)
         return EXIT_INTERNAL
 

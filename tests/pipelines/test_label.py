@@ -48,7 +48,7 @@ def test_every_bad_input_class_lands_in_rejected(tmp_path, make_cfg):
     pq.write_table(pa.table({"id": ["p1", "p2"], "sentence": [b"valid bytes", b"\xc3\x28 invalid"],
                              "label": ["1", "0"]}), d / "c.parquet")
     out = tmp_path / "label"
-    m = label_from_config(make_cfg([str(d / "*")], id_column="id"), out)
+    m = label_from_config(make_cfg([str(d / "*")], id_column="id", max_rejected_fraction=0.8), out)
     c = m["counts"]
     assert c["read"] == len(lines) + 3 + 2 == c["labeled"] + c["rejected"]
     assert c["rejected_by_reason"] == {

@@ -1,13 +1,25 @@
-"""Read task data outside Beam (fine-tuning, evaluation sets): Parquet, JSONL, CSV, TSV.
+"""Read task data: Parquet, JSONL, CSV, TSV. One parser for every reader.
 
-The label pipeline reads with Beam IO (pipelines/); the small gold sets that training, compression and
-the model card evaluate on are read here with pyarrow, through the same `DataSource` config.
+`parse_rows` turns one open binary file into rows; the label pipeline (pipelines/io.py, inside Beam)
+and the small gold sets that training, compression and the model card evaluate on (`read_labelled`)
+both use it, so a file means the same thing to both: same quoting, same BOM handling, same labels
+(`zuoxiao.core.rows.normalize_label`).
+
+CSV records may span lines (a quoted field may hold line breaks), but quoting is strict (RFC 4180: a
+quote inside a quoted field is doubled, a closing quote is followed by the delimiter or the end of the
+line). A record whose quote never closes properly is reported as malformed *with the line it starts
+on*, and parsing resumes on the very next physical line: a stray quote costs its own row, it can never
+swallow the rows after it into one text field.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
 import glob
 import json
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,9 +27,12 @@ import pyarrow as pa
 
 from zuoxiao.core.config.base import DataSource
 from zuoxiao.core.errors import InputError
+from zuoxiao.core.rows import label_index, normalize_label
 
 SUFFIX_FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
                   ".csv": "csv", ".tsv": "tsv", ".txt": "tsv"}
+UTF8_FIX = "re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`)"
+_PARQUET_BATCH = 4096
 
 
 def resolve_files(source: DataSource) -> list[Path]:
@@ -49,28 +64,243 @@ def detect_format(path: Path, declared: str = "auto") -> str:
     return fmt
 
 
-def read_file(path: Path, fmt: str) -> pa.Table:
-    """One file as an Arrow table (all columns; CSV/TSV values as strings so nothing is coerced)."""
-    import pyarrow.csv as pacsv
+# ---------------------------------------------------------------- one parser for every reader
+def _byte_lines(f) -> Iterator[bytes]:
+    """Physical lines (with their endings) of a binary file; a leading UTF-8 BOM is dropped, so a file
+    saved by Excel ("UTF-8 with BOM") has the header `id`, not `\\ufeffid`."""
+    first = True
+    for raw in iter(f.readline, b""):
+        if first:
+            raw, first = raw.removeprefix(codecs.BOM_UTF8), False
+        yield raw
+
+
+def _header(raw: bytes | None, name: str) -> str:
+    if raw is None:
+        return ""
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{name} line 1 (the header) is not valid UTF-8 ({err}); {UTF8_FIX}") from None
+
+
+class _Lines:
+    """An iterator of text lines that counts them and can take back lines a failed record consumed."""
+
+    def __init__(self, lines: Iterable[str]):
+        self.source = iter(lines)
+        self.pending: deque[str] = deque()
+        self.taken: list[str] = []  # lines of the record being parsed
+        self.line = 0  # physical lines handed out so far
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = self.pending.popleft() if self.pending else next(self.source)
+        self.taken.append(line)
+        self.line += 1
+        return line
+
+
+def csv_records(lines: Iterable[str], delimiter: str = ",") -> Iterator[tuple[int, list[str] | None, str]]:
+    """Text lines (with line endings) -> (first line number (1-based), fields or None, detail).
+
+    A record whose quoting is broken (a quote that never closes, or closes and is followed by text)
+    yields (its first line, None, detail naming the line and quoting its text); the lines after that
+    first one are parsed again, so the rows a stray quote would have swallowed come back as rows.
+    """
+    src = _Lines(lines)
+    while True:
+        reader = csv.reader(src, delimiter=delimiter, strict=True)
+        try:
+            for fields in reader:
+                first = src.line - len(src.taken) + 1
+                src.taken = []
+                yield first, fields, ""
+            return
+        except csv.Error as err:
+            taken, src.taken = src.taken, []
+            first = src.line - len(taken) + 1
+            span = f"lines {first}-{src.line}" if len(taken) > 1 else f"line {first}"
+            head = taken[0].rstrip("\r\n") if taken else ""
+            yield first, None, (
+                f"line {first}: broken quoting ({err}; the record would run over {span}): {head[:200]!r}; "
+                "a quote inside a quoted field must be doubled (\"\") and a quoted field must end with a "
+                "quote followed by the delimiter or the line end"
+            )
+            src.pending.extendleft(reversed(taken[1:]))  # re-read what the broken record swallowed
+            src.line = first
+
+
+def parse_rows(f, fmt: str, name: str) -> Iterator[dict]:
+    """One open binary file -> one dict per row, good or bad, in file order:
+
+        {"pos": int,            # 0-based row number among this file's rows (blank lines are not rows)
+         "line": int,           # 1-based physical line (Parquet: 1-based row number)
+         "row": dict | None,    # column -> value (text formats: strings, maybe with surrogate escapes
+                                #   where bytes were not UTF-8)
+         "error": str | None, "detail": str}   # malformed_row / undecodable_bytes, with the line
+
+    A header that cannot be read, or a damaged Parquet page, raises InputError naming the file: those
+    lose rows that cannot be counted, so they stop the run instead of becoming dead letters.
+    """
+    if fmt == "parquet":
+        yield from _parquet_rows(f, name)
+    elif fmt == "jsonl":
+        yield from _jsonl_rows(_byte_lines(f), name)
+    elif fmt == "tsv":
+        header, lines = _open_delimited(f, fmt, name)
+        yield from _tsv_rows(lines, header, name)
+    elif fmt == "csv":
+        header, records = _open_delimited(f, fmt, name)
+        yield from _csv_rows(records, header)
+    else:
+        raise InputError(f"{name}: unknown format {fmt!r}; use parquet|jsonl|csv|tsv")
+
+
+def header_columns(f, fmt: str, name: str) -> list[str]:
+    """The header of a CSV/TSV file as `parse_rows` reads it ([] for an empty file)."""
+    return _open_delimited(f, fmt, name)[0]
+
+
+def _open_delimited(f, fmt: str, name: str):
+    """-> (header columns, the rest): TSV byte lines, or CSV (first line, fields, detail) records."""
+    lines = _byte_lines(f)
+    raw = next(lines, None)
+    if raw is None:
+        return [], iter(())
+    header_text = _header(raw, name)
+    if fmt == "tsv":  # no quoting at all (csv.QUOTE_NONE data, like ../shared/data): split on tabs
+        return header_text.split("\t"), lines
+    # CSV: the header is parsed like any record (it may be quoted); line 1 is the header.
+    text = (b.decode("utf-8", "surrogateescape") for b in lines)
+    records = csv_records(_chain_first(header_text + "\n", text))
+    _, header, detail = next(records)
+    if header is None:
+        raise InputError(f"{name}: cannot read the CSV header: {detail}")
+    return header, records
+
+
+def _csv_rows(records, header: list[str]) -> Iterator[dict]:
+    pos = 0
+    for line, fields, detail in records:
+        if fields == []:
+            continue  # a blank line is not a row
+        if fields is None:
+            yield {"pos": pos, "line": line, "row": None, "error": "malformed_row", "detail": detail}
+        elif len(fields) != len(header):
+            yield {"pos": pos, "line": line, "row": {"_raw": ",".join(fields)}, "error": "malformed_row",
+                   "detail": f"line {line}: {len(fields)} comma-separated fields, header has {len(header)}"}
+        else:
+            yield {"pos": pos, "line": line, "row": dict(zip(header, fields, strict=True)), "error": None,
+                   "detail": ""}
+        pos += 1
+
+
+def _chain_first(first: str, rest: Iterator[str]) -> Iterator[str]:
+    yield first
+    yield from rest
+
+
+def _jsonl_rows(lines: Iterator[bytes], name: str) -> Iterator[dict]:
+    pos = 0
+    for line_no, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        row, error, detail = None, None, ""
+        try:
+            text = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as err:
+            row = {"_raw": raw.decode("utf-8", "surrogateescape").rstrip("\r\n")}
+            error, detail = "undecodable_bytes", f"line {line_no} is not UTF-8: {err}"
+        else:
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as err:
+                row, error, detail = {"_raw": text}, "malformed_row", f"line {line_no}: invalid JSON: {err}"
+            else:
+                if isinstance(obj, dict):
+                    row = obj
+                else:
+                    row, error = {"_raw": text}, "malformed_row"
+                    detail = f"line {line_no}: JSON line is a {type(obj).__name__}, not an object"
+        yield {"pos": pos, "line": line_no, "row": row, "error": error, "detail": detail}
+        pos += 1
+
+
+def _tsv_rows(lines: Iterator[bytes], header: list[str], name: str) -> Iterator[dict]:
+    pos = 0
+    for line_no, raw in enumerate(lines, 2):
+        if not raw.strip():
+            continue
+        error, detail = None, ""
+        try:
+            text = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as err:
+            text = raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
+            error, detail = "undecodable_bytes", f"line {line_no} is not UTF-8: {err}"
+        fields = text.split("\t")
+        if len(fields) == len(header):
+            row = dict(zip(header, fields, strict=True))
+        else:
+            row = {"_raw": text}
+            if error is None:
+                error = "malformed_row"
+                detail = f"line {line_no}: {len(fields)} tab-separated fields, header has {len(header)}"
+        yield {"pos": pos, "line": line_no, "row": row, "error": error, "detail": detail}
+        pos += 1
+
+
+def _parquet_rows(f, name: str) -> Iterator[dict]:
     import pyarrow.parquet as pq
 
+    pos, group, groups = 0, 0, 0
     try:
-        if fmt == "parquet":
-            return pq.read_table(path)
-        if fmt == "jsonl":
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            return pa.Table.from_pylist(rows)
-        opts = pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",",
-                                  quote_char=False if fmt == "tsv" else '"')
-        header = pacsv.open_csv(path, parse_options=opts).schema.names
-        return pacsv.read_csv(
-            path, parse_options=opts,
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in header}),
-        )
-    except (pa.ArrowInvalid, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read {path} as {fmt}: {err}") from None
+        # Page checksums, where the writer stored them (pyarrow: write_page_checksum=True), catch any
+        # damaged page; without them only damage that breaks decoding can be seen.
+        pf = pq.ParquetFile(f, page_checksum_verification=True)
+        groups = pf.num_row_groups
+        # Binary columns come back as bytes; the label stage rejects undecodable ones per row.
+        for group in range(groups):  # one row group at a time, so an error can say where
+            for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, row_groups=[group]):
+                for row in batch.to_pylist():
+                    pos += 1
+                    yield {"pos": pos - 1, "line": pos, "row": row, "error": None, "detail": ""}
+    except (OSError, pa.ArrowException) as err:
+        # Footer intact, a data page damaged: the rows in it cannot even be counted, so no dead letter
+        # can stand for them. Stop, naming the file and where reading broke.
+        where = f"row group {group + 1} of {groups} (after row {pos})" if groups else "the footer"
+        raise InputError(
+            f"{name}: Parquet data in {where} cannot be read ({err}); the file is damaged or not "
+            "Parquet: restore or re-export it (or remove it from the input)"
+        ) from None
 
 
+def iter_rows(path: Path, fmt: str) -> Iterator[dict]:
+    """`parse_rows` over a local file (see there for the row dicts)."""
+    try:
+        with open(path, "rb") as f:
+            yield from parse_rows(f, fmt, str(path))
+    except (IsADirectoryError, PermissionError, FileNotFoundError) as err:
+        raise InputError(f"cannot read {path}: {err.strerror}; check the path and its permissions") from None
+
+
+def read_file(path: Path, fmt: str) -> pa.Table:
+    """One file as an Arrow table (all columns; CSV/TSV values as strings so nothing is coerced).
+    Malformed rows are an InputError naming the line (used by benchmarks and small local reads)."""
+    rows = []
+    for r in iter_rows(path, fmt):
+        if r["error"]:
+            raise InputError(f"{path}: {r['detail']}; fix the file")
+        rows.append(r["row"])
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowException, TypeError) as err:
+        raise InputError(f"cannot read {path} as a table ({err}); give every column one type") from None
+
+
+# ---------------------------------------------------------------- gold-labelled sets
 @dataclass
 class LabelledData:
     texts: list[str]
@@ -82,36 +312,40 @@ class LabelledData:
 def read_labelled(source: DataSource, label_names: list[str] | None = None) -> LabelledData:
     """Texts and gold label indices. Rows with empty text or no label are skipped and counted.
 
-    Labels are matched as strings against ``label_names``; with none given, the map is the sorted set
-    of labels seen. A label outside the given names is an error (a wrong config, not bad rows).
+    Labels are matched with `normalize_label` against ``label_names``; with none given, the map is the
+    sorted set of (normalised) labels seen. A label outside the given names is an error (a wrong config,
+    not bad rows), and so is a malformed row: a gold set with a broken line is fixed, not half-read.
     """
     if source.label_column is None:
         raise InputError("this data source needs gold labels: set label_column")
     texts, raw_labels, skipped = [], [], {"empty_text": 0, "missing_label": 0}
     for path in resolve_files(source):
-        table = read_file(path, detect_format(path, source.format))
-        if table.num_rows == 0:  # an empty file adds nothing (and has no columns to check)
-            continue
-        for col in (source.text_column, source.label_column):
-            if col not in table.column_names:
-                raise InputError(f"{path} has no column {col!r}; its columns are {table.column_names}")
-        for text, label in zip(table.column(source.text_column).to_pylist(),
-                               table.column(source.label_column).to_pylist(), strict=True):
+        columns: set[str] = set()
+        for r in iter_rows(path, detect_format(path, source.format)):
+            if r["error"]:
+                raise InputError(f"{path}: {r['detail']} ({r['error']}); fix the row or remove it")
+            row = r["row"]
+            columns.update(row)
+            text, label = row.get(source.text_column), normalize_label(row.get(source.label_column))
             if not isinstance(text, str) or not text.strip():
                 skipped["empty_text"] += 1
-            elif label is None or str(label).strip() == "":
+            elif label is None:
                 skipped["missing_label"] += 1
             else:
                 texts.append(text)
-                raw_labels.append(str(label).strip())
+                raw_labels.append(label)
             if source.limit and len(texts) >= source.limit:
                 break
+        for col in (source.text_column, source.label_column):
+            if columns and col not in columns:  # an empty file adds nothing and has no columns to check
+                raise InputError(f"{path} has no column {col!r}; its columns are {sorted(columns)}; "
+                                 "set text_column / label_column in the data source")
         if source.limit and len(texts) >= source.limit:
             break
     if not texts:
         raise InputError(f"no usable labelled rows in {source.paths} (skipped: {skipped})")
     names = list(label_names) if label_names else sorted(set(raw_labels))
-    index = {n: i for i, n in enumerate(names)}
+    index = label_index(names)
     unknown = sorted(set(raw_labels) - set(index))
     if unknown:
         raise InputError(

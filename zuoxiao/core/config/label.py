@@ -43,6 +43,10 @@ class LabelConfig(StrictModel):
     top_k: int = Field(10, ge=1, description="classes kept per row when classes > max_full_classes")
     rows_per_shard: int = Field(50_000, ge=1, description="target rows per Parquet shard")
     row_group_size: int = Field(8_192, ge=1)
+    max_rejected_fraction: float = Field(
+        0.5, ge=0, le=1, description="fail the stage (exit 2) when more than this share of the rows read is "
+        "rejected (a wrong column, a broken file); a stage that labels nothing always fails",
+    )
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     beam: BeamConfig = Field(default_factory=BeamConfig)
 
