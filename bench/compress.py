@@ -148,6 +148,7 @@ def main(argv=None) -> dict:
     train_s = round(time.time() - t0, 1)
     import distill_quality
 
+    from zuoxiao.core.config.views import CompressView, ShipView
     from zuoxiao.core.paths import StagePaths
     from zuoxiao.ship.stage import ship
     from zuoxiao.student.compress.modelio import weights_bytes
@@ -172,8 +173,8 @@ def main(argv=None) -> dict:
     })
     paths = StagePaths(work)
     t = time.time()
-    compress(cfg, paths)
-    ship(cfg, paths)  # no gate bounds are set here: it always publishes
+    compress(CompressView.of(cfg), paths)
+    ship(ShipView.of(cfg), paths)  # no gate bounds are set here: it always publishes
     compress_s = round(time.time() - t, 1)
     report = json.loads((paths.compress / "report.json").read_text())
     lat = step_latency_16_64(report, args.latency_runs)

@@ -136,6 +136,7 @@ def main(argv=None) -> dict:
     ds = DATASETS[args.dataset]
     work = Path(args.workdir or tempfile.mkdtemp(prefix=f"zx-bench-{args.dataset}-"))
     work.mkdir(parents=True, exist_ok=True)
+    from zuoxiao.core.config.views import TrainView
     from zuoxiao.core.metrics import agreement
     from zuoxiao.pipelines.label import label_from_config
     from zuoxiao.student.train import train
@@ -154,7 +155,7 @@ def main(argv=None) -> dict:
     manifest = label_from_config(cfg, work / "label", beam_args=[], teacher_path=str(teacher_dir))
     times["label_s"] = round(time.time() - t, 1)
     t = time.time()
-    kd = train(cfg, work / "label", work / "student")
+    kd = train(TrainView.of(cfg), work / "label", work / "student")
     times["distil_s"] = round(time.time() - t, 1)
     hard = None
     if not args.skip_hard:

@@ -1,6 +1,6 @@
 """The ship stage: package the last compressed model as the app-team bundle, measure it, gate, publish.
 
-    ship(cfg, paths)   paths.compress (report.json + the final ONNX graph) -> paths.bundle
+    ship(ShipView.of(cfg), paths)   paths.compress (report.json + the final ONNX graph) -> paths.bundle
 
 The bundle is assembled in a staging folder beside paths.bundle, measured through its own runtime
 (zuoxiao.ship.runtime: tokenizers + onnxruntime, what app teams run), calibrated on task.dev, and moved
@@ -17,29 +17,40 @@ from pathlib import Path
 
 import numpy as np
 
-from zuoxiao.core.config import Config
+from zuoxiao.core.config.views import ShipView
+from zuoxiao.core.datasource import read_labelled
 from zuoxiao.core.errors import GateFailed, InputError
 from zuoxiao.core.paths import StagePaths
 from zuoxiao.core.results import ShipResult
 from zuoxiao.core.shards import write_json_atomic
 from zuoxiao.ship.gate import gate_message
 from zuoxiao.ship.package import build_bundle
-from zuoxiao.student.compress.stage import REPORT, Context, read_json
+from zuoxiao.student.compress.stage import REPORT, read_json
 
 
-def ship(cfg: Config, paths: StagePaths) -> ShipResult:
+class ShipContext:
+    """What packaging and measuring the bundle needs: the view, the gold eval rows, the teacher's predictions."""
+
+    def __init__(self, cfg: ShipView, paths: StagePaths, report: dict):
+        if cfg.task.eval is None:
+            raise InputError("ship measures the bundle on gold data: set task.eval (e.g. task.eval.path=data/test.jsonl)")
+        self.cfg, self.paths, self.cc = cfg, paths, cfg.compress
+        self.label_names = list(cfg.task.label_names or report["label_names"])
+        data = read_labelled(cfg.task.eval, self.label_names)
+        self.texts, self.gold = data.texts, np.asarray(data.labels)
+        self.max_length = report["max_length"]
+        tcache = read_json(paths.compress / "teacher.json")  # the compress stage's teacher pass, same eval rows
+        self.teacher_pred = np.asarray(tcache["pred"]) if tcache.get("pred") else None
+
+
+def ship(cfg: ShipView, paths: StagePaths) -> ShipResult:
     """Build paths.bundle from the last compressed model recorded in paths.compress/report.json."""
     report = read_json(paths.compress / REPORT)
     if not report:
         raise InputError(f"no {paths.compress / REPORT}: run `zuoxiao compress CONFIG` before `zuoxiao ship`")
     if not Path(report["final"]["onnx"]).is_file():
         raise InputError(f"the compressed model {report['final']['onnx']} is gone; rerun `zuoxiao compress CONFIG`")
-    ctx = Context(cfg, paths)
-    ctx.load_eval(report["label_names"])
-    ctx.max_length = report["max_length"]
-    tcache = read_json(paths.compress / "teacher.json")
-    ctx.teacher_pred = np.asarray(tcache["pred"]) if tcache.get("pred") else None
-    return publish(ctx, report)
+    return publish(ShipContext(cfg, paths, report), report)
 
 
 def _result(shipped: dict, report: dict, bundle: Path | None) -> ShipResult:
@@ -53,7 +64,7 @@ def _result(shipped: dict, report: dict, bundle: Path | None) -> ShipResult:
         gate=gate)
 
 
-def publish(ctx: Context, report: dict) -> ShipResult:
+def publish(ctx: ShipContext, report: dict) -> ShipResult:
     """Build the bundle in a staging dir, evaluate it with its own runtime, gate, then move it in place."""
     paths = ctx.paths
     staging = paths.root / f".bundle.staging-{int(time.time() * 1000)}"

@@ -1,6 +1,6 @@
 """`zuoxiao train`: distil a student from the label stage's soft-label shards.
 
-    metrics = train(cfg, Path("outputs/demo/label"), Path("outputs/demo/student"))
+    metrics = train(TrainView.of(cfg), Path("outputs/demo/label"), Path("outputs/demo/student"))
 
 Output (a save_pretrained directory, merged, safetensors): config.json (id2label = label names),
 model.safetensors, tokenizer files + vocab.txt, config.resolved.yaml, metrics.json, metrics.jsonl,
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zuoxiao.core.config import Config, save_resolved
+from zuoxiao.core.config import save_resolved
+from zuoxiao.core.config.views import TrainView
 from zuoxiao.core.datasource import read_labelled
 from zuoxiao.core.errors import ConfigError
 from zuoxiao.core.evaluate import evaluate_texts, predict_logits
@@ -31,7 +32,7 @@ from zuoxiao.student.models import apply_adapter, build_student, merged
 log = logging.getLogger(__name__)
 
 
-def _loss_fn(cfg: Config, storage: str):
+def _loss_fn(cfg: TrainView, storage: str):
     lc = cfg.train.loss
 
     def loss_fn(model, batch):
@@ -43,7 +44,7 @@ def _loss_fn(cfg: Config, storage: str):
     return loss_fn
 
 
-def _check_labels(cfg: Config, stream: ShardStream) -> list[str]:
+def _check_labels(cfg: TrainView, stream: ShardStream) -> list[str]:
     names = stream.label_names
     if cfg.task.label_names is not None and list(cfg.task.label_names) != names:
         raise ConfigError(
@@ -53,14 +54,14 @@ def _check_labels(cfg: Config, stream: ShardStream) -> list[str]:
     return names
 
 
-def teacher_on_eval(teacher_path: str, label_names: list[str], cfg: Config, texts, gold, dev_texts=None) -> dict:
+def teacher_on_eval(teacher_path: str, label_names: list[str], cfg: TrainView, texts, gold, dev_texts=None) -> dict:
     """Load the labelling teacher and measure it on the eval texts (predictions [N] kept for agreement).
 
     With ``dev_texts``, also its predictions on the dev set ("dev_predictions"), for agreement there.
     """
     from zuoxiao.teacher.model import fingerprint, load_classifier, load_tokenizer
 
-    spec = cfg.label.teacher
+    spec = cfg.teacher
     model = load_classifier(teacher_path, label_names, spec.trust_remote_code)
     tok = load_tokenizer(teacher_path, spec.trust_remote_code)
     out = {"path": teacher_path, **count_params(model), "fingerprint": fingerprint(model)}
@@ -76,7 +77,7 @@ def teacher_on_eval(teacher_path: str, label_names: list[str], cfg: Config, text
     return out
 
 
-def train(cfg: Config, shards_dir: Path, out_dir: Path, resume: bool = False) -> dict:
+def train(cfg: TrainView, shards_dir: Path, out_dir: Path, resume: bool = False) -> dict:
     """Distil, evaluate, save. Returns the metrics written to out_dir/metrics.json."""
     from accelerate.utils import set_seed
 
@@ -117,7 +118,7 @@ def train(cfg: Config, shards_dir: Path, out_dir: Path, resume: bool = False) ->
 
     set_seed(cfg.seed)  # the student's init does not depend on whether the teacher was evaluated
     model, tokenizer = build_student(tc.student, teacher_path, label_names, tc.max_length,
-                                     cfg.label.teacher.trust_remote_code)
+                                     cfg.teacher.trust_remote_code)
     if tc.freeze_embeddings:
         freeze_word_embeddings(model)
     model = apply_adapter(model, tc.adapter)
@@ -170,7 +171,7 @@ def train(cfg: Config, shards_dir: Path, out_dir: Path, resume: bool = False) ->
     return metrics
 
 
-def distill_model(model, tokenizer, shards_dir: Path, cfg: Config, *, max_steps: int, lr: float):
+def distill_model(model, tokenizer, shards_dir: Path, cfg: TrainView, *, max_steps: int, lr: float):
     """A short distillation pass (recovery after pruning): same shards, same loss, no eval/checkpoints.
 
     Returns the (unwrapped) model in eval mode. LoRA is not applied: every trainable parameter of

@@ -141,6 +141,7 @@ def _dispatch(args) -> int:
             _print_json(finetune_teacher(cfg, out))
         return EXIT_OK
     if args.command == "train":
+        from zuoxiao.core.config.views import TrainView
         from zuoxiao.student.train import train
 
         cfg = _load(args)
@@ -148,21 +149,23 @@ def _dispatch(args) -> int:
         shards = Path(args.shards) if args.shards else paths.label
         out = Path(args.output) if args.output else paths.student
         with _stage_lock(cfg, args):
-            _print_json(train(cfg, shards, out, resume=args.resume))
+            _print_json(train(TrainView.of(cfg), shards, out, resume=args.resume))
         return EXIT_OK
     if args.command == "compress":
+        from zuoxiao.core.config.views import CompressView
         from zuoxiao.student.compress.stage import compress
 
         cfg = _load(args)
         with _stage_lock(cfg, args):
-            _print_json(compress(cfg, StagePaths(Path(cfg.output_dir))).to_json())
+            _print_json(compress(CompressView.of(cfg), StagePaths(Path(cfg.output_dir))).to_json())
         return EXIT_OK
     if args.command in ("ship", "export"):
+        from zuoxiao.core.config.views import ShipView
         from zuoxiao.ship.stage import ship
 
         cfg = _load(args)
         with _stage_lock(cfg, args):
-            _print_json(ship(cfg, StagePaths(Path(cfg.output_dir))).to_json())
+            _print_json(ship(ShipView.of(cfg), StagePaths(Path(cfg.output_dir))).to_json())
         return EXIT_OK
     if args.command == "run":
         from zuoxiao.run.runner import run_job

@@ -8,24 +8,26 @@ probabilities with AdamW on randomly sampled shard rows.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from zuoxiao.core.config.views import TrainView
+
 log = logging.getLogger(__name__)
 
 
-def recover(model, tokenizer, label_dir: Path, cfg, *, steps: int, lr: float, batch_size: int, max_length: int):
+def recover(model, tokenizer, label_dir: Path, cfg: TrainView, *, steps: int, lr: float, batch_size: int, max_length: int):
     try:
         from zuoxiao.student.train import distill_model
     except ImportError:
         distill_model = None
     if distill_model is not None:
-        c = cfg.model_copy(deep=True)
-        c.train.optim.batch_size = batch_size
-        c.train.max_length = max_length
+        optim = cfg.train.optim.model_copy(update={"batch_size": batch_size})
+        c = replace(cfg, train=cfg.train.model_copy(update={"optim": optim, "max_length": max_length}))
         return distill_model(model, tokenizer, Path(label_dir), c, max_steps=steps, lr=lr), "zuoxiao.student.train.distill_model"
     return _minimal(model, tokenizer, label_dir, steps, lr, batch_size, max_length, cfg.seed), "zuoxiao.student.compress.recover"
 

@@ -1,6 +1,6 @@
 """The compress stage: run the configured steps in order and measure after each.
 
-    compress(cfg, paths)   paths.student + paths.label -> paths.compress (per-step models, report.json,
+    compress(CompressView.of(cfg), paths)   paths.student + paths.label -> paths.compress (per-step models, report.json,
                            report.md, pareto.png, teacher.json); the ship stage (zuoxiao.ship.stage)
                            then packages the last step's model as the bundle, behind the gate
 
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from zuoxiao.core.config import Config, save_resolved
+from zuoxiao.core.config import save_resolved
+from zuoxiao.core.config.views import CompressView
 from zuoxiao.core.datasource import read_labelled
 from zuoxiao.core.errors import InputError
 from zuoxiao.core.metrics import agreement, classification_metrics
@@ -36,7 +37,7 @@ REPORT = "report.json"
 class Context:
     """What every step and measurement needs: eval rows, teacher predictions, settings."""
 
-    def __init__(self, cfg: Config, paths: StagePaths):
+    def __init__(self, cfg: CompressView, paths: StagePaths):
         self.cfg, self.paths, self.cc = cfg, paths, cfg.compress
         self.max_length = cfg.compress.max_length or cfg.train.max_length
         if cfg.task.eval is None:
@@ -96,9 +97,9 @@ def teacher_record(ctx: Context) -> dict | None:
                     ctx.paths.student)
         return {"name": "teacher", "kind": "teacher", "accuracy": recorded.get("accuracy"), "recorded_only": True}
     # label names as the label stage passes them: an un-finetuned backbone gets the same seeded head
-    model = load_classifier(path, ctx.label_names, ctx.cfg.label.teacher.trust_remote_code)
-    tok = load_tokenizer(path, ctx.cfg.label.teacher.trust_remote_code)
-    max_len = ctx.cfg.label.teacher.max_length
+    model = load_classifier(path, ctx.label_names, ctx.cfg.teacher.trust_remote_code)
+    tok = load_tokenizer(path, ctx.cfg.teacher.trust_remote_code)
+    max_len = ctx.cfg.teacher.max_length
     key = {"fingerprint": fingerprint(model), "eval_rows": len(ctx.texts), "max_length": max_len,
            "eval_hash": hash_texts(ctx.texts), "latency_seq_len": ctx.cc.latency_seq_len}
     cache = ctx.paths.compress / "teacher.json"
@@ -129,8 +130,8 @@ def hash_texts(texts: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def compress(cfg: Config, paths: StagePaths) -> CompressResult:
-    """Run cfg.compress.steps on paths.student; write paths.compress; publish paths.bundle if the gate passes."""
+def compress(cfg: CompressView, paths: StagePaths) -> CompressResult:
+    """Run cfg.compress.steps on paths.student; write paths.compress (the ship stage publishes the bundle)."""
     from zuoxiao.student.compress.modelio import load_model
 
     t0 = time.time()

@@ -117,7 +117,7 @@ def _low_rank(ctx, state, step, out):
 def _recover(ctx, state, step, out):
     from zuoxiao.student.compress.recover import recover
 
-    model, how = recover(state.model, state.tokenizer, ctx.paths.label, ctx.cfg, steps=step.steps, lr=step.lr,
+    model, how = recover(state.model, state.tokenizer, ctx.paths.label, ctx.cfg.train_view, steps=step.steps, lr=step.lr,
                          batch_size=step.batch_size, max_length=ctx.max_length)
     return _save(replace(state, model=model), out), {"steps": step.steps, "lr": step.lr, "via": how}
 

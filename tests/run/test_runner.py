@@ -205,3 +205,14 @@ def test_keep_runs_prunes_the_oldest_finished_runs(fake_job):
     assert left == sorted(ids[1:])
     assert (fake_job.out / "latest" / "bundle" / "model.onnx").is_file()  # the teacher was hard-linked
     assert (fake_job.out / "latest" / "teacher" / "config.json").is_file()
+
+
+def test_each_stage_is_invalidated_by_exactly_the_sections_its_view_reads(fake_job):
+    cfg = fake_job(run__run_id="r")
+    _run(cfg)
+    s = _run(cfg, overrides=["ship.gate.max_size_mb=100"])  # only ship reads ship.gate
+    assert _actions(s) == {"finetune": "skipped", "label": "skipped", "train": "skipped", "compress": "skipped",
+                           "ship": "ran"}
+    s = _run(cfg, overrides=["ship.gate.max_size_mb=100", "compress.latency_runs=7"])  # compress and ship read it
+    assert _actions(s) == {"finetune": "skipped", "label": "skipped", "train": "skipped", "compress": "ran",
+                           "ship": "ran"}

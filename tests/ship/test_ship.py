@@ -9,6 +9,7 @@ import yaml
 
 from tests.student.compress.compress_fixtures import compressed_stage
 from zuoxiao.cli import main
+from zuoxiao.core.config.views import ShipView
 from zuoxiao.core.errors import EXIT_GATE_FAILED, GateFailed
 from zuoxiao.ship.runtime import Bundle
 from zuoxiao.ship.stage import ship
@@ -53,7 +54,7 @@ def test_gate_blocks_and_publishes_nothing(stage, tmp_path):
     strict = cfg.model_copy(deep=True)
     strict.ship.gate.max_size_mb = 0.001
     with pytest.raises(GateFailed, match="max_size_mb FAILED"):
-        ship(strict, paths)
+        ship(ShipView.of(strict), paths)
     assert (paths.bundle / "SHA256SUMS").read_text() == before  # the old bundle is untouched
     assert not list(paths.root.glob(".bundle.*"))
     # with no previous bundle, none appears
@@ -61,9 +62,9 @@ def test_gate_blocks_and_publishes_nothing(stage, tmp_path):
     shutil.move(paths.bundle, moved)
     try:
         with pytest.raises(GateFailed):
-            ship(strict, paths)
+            ship(ShipView.of(strict), paths)
         assert not paths.bundle.exists()
-        ship(cfg, paths)  # the configured gate passes again and re-publishes
+        ship(ShipView.of(cfg), paths)  # the configured gate passes again and re-publishes
         assert Bundle.load(paths.bundle).predict(["good movie"])[0]["label"] in {"neg", "pos"}
     finally:
         if not paths.bundle.exists():

@@ -12,6 +12,7 @@ import pytest
 from safetensors import safe_open
 
 from tests.student.conftest import make_cfg
+from zuoxiao.core.config.views import TrainView
 from zuoxiao.core.modelio import count_params
 from zuoxiao.student.train import train
 
@@ -20,7 +21,7 @@ EMB, LAYER, POOLER, HEAD = 3104, 8544, 1056, 66
 
 def _trained(tmp_path, tiny_teacher, toy_data, toy_shards, **over):
     cfg = make_cfg(tiny_teacher, toy_data, **over)
-    m = train(cfg, toy_shards, tmp_path / "student")
+    m = train(TrainView.of(cfg), toy_shards, tmp_path / "student")
     assert m["train"]["steps"] == 4
     saved = json.loads((tmp_path / "student" / "config.json").read_text())
     assert saved["id2label"] == {"0": "neg", "1": "pos"}
@@ -79,7 +80,7 @@ def test_bad_layer_index_is_a_config_error(tmp_path, tiny_teacher, toy_data, toy
     from zuoxiao.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"teacher has 4 layers.*\[7\]"):
-        train(make_cfg(tiny_teacher, toy_data, student={"layers": [0, 7]}), toy_shards, tmp_path / "s")
+        train(TrainView.of(make_cfg(tiny_teacher, toy_data, student={"layers": [0, 7]})), toy_shards, tmp_path / "s")
 
 
 def test_count_params_splits_embeddings(tiny_teacher):

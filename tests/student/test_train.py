@@ -9,13 +9,14 @@ from safetensors.torch import load_file
 
 import zuoxiao.student.train as train_mod
 from tests.student.conftest import make_cfg
+from zuoxiao.core.config.views import TrainView
 from zuoxiao.core.errors import ConfigError, IntegrityError
 from zuoxiao.student.train import distill_model, train
 
 
 def test_metrics_contract_and_outputs(tmp_path, tiny_teacher, toy_data, toy_shards):
     out = tmp_path / "student"
-    m = train(make_cfg(tiny_teacher, toy_data, optim={"max_steps": 6, "batch_size": 16, "lr": 3e-3}), toy_shards, out)
+    m = train(TrainView.of(make_cfg(tiny_teacher, toy_data, optim={"max_steps": 6, "batch_size": 16, "lr": 3e-3})), toy_shards, out)
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["teacher"]["path"] == str(tiny_teacher)
     for k in ("accuracy", "macro_f1", "path", "params"):
@@ -37,7 +38,7 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_teacher, toy_data, toy_shard
     over = {"optim": {"max_steps": 6, "batch_size": 16, "lr": 3e-3, "grad_accum": 2}, "checkpoint_every": 2,
             "keep_checkpoints": 5}
     cfg = make_cfg(tiny_teacher, toy_data, evaluate=False, **over)  # no eval: the final = the last weights
-    train(cfg, toy_shards, tmp_path / "a")
+    train(TrainView.of(cfg), toy_shards, tmp_path / "a")
 
     calls = {"n": 0}
     real = train_mod.distill_loss
@@ -50,14 +51,14 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_teacher, toy_data, toy_shard
 
     monkeypatch.setattr(train_mod, "distill_loss", crashing)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, toy_shards, tmp_path / "b")
+        train(TrainView.of(cfg), toy_shards, tmp_path / "b")
     monkeypatch.setattr(train_mod, "distill_loss", real)
     ckpts = tmp_path / "b" / "checkpoints"
     assert sorted(p.name for p in ckpts.glob("step-*")) == ["step-00000002", "step-00000004"]
     # a half-written checkpoint (no trainer_state.json) must not be taken as complete
     shutil.copytree(ckpts / "step-00000004", ckpts / "step-00000005")
     (ckpts / "step-00000005" / "trainer_state.json").unlink()
-    m = train(cfg, toy_shards, tmp_path / "b", resume=True)
+    m = train(TrainView.of(cfg), toy_shards, tmp_path / "b", resume=True)
     assert m["train"]["steps"] == 6 and m["train"]["resumed_from"] == 4  # not a restart from scratch
     assert m["student"]["accuracy"] is None and m["teacher"]["accuracy"] is None  # no task.eval: null, not absent
     a = load_file(str(tmp_path / "a" / "model.safetensors"))
@@ -75,14 +76,14 @@ def test_modified_shard_refused(tmp_path, tiny_teacher, toy_data, toy_shards):
     shard = next((d / "shards").glob("*.parquet"))
     shard.write_bytes(shard.read_bytes()[:-100] + b"\0" * 100)
     with pytest.raises(IntegrityError, match="does not match the sha256.*relabel or restore"):
-        train(make_cfg(tiny_teacher, toy_data), d, tmp_path / "s")
+        train(TrainView.of(make_cfg(tiny_teacher, toy_data)), d, tmp_path / "s")
 
 
 def test_label_names_mismatch_is_config_error(tmp_path, tiny_teacher, toy_data, toy_shards):
     cfg = make_cfg(tiny_teacher, toy_data)
     cfg.task.label_names = ["bad", "good"]
     with pytest.raises(ConfigError, match=r"task.label_names=\['bad', 'good'\].*\['neg', 'pos'\]"):
-        train(cfg, toy_shards, tmp_path / "s")
+        train(TrainView.of(cfg), toy_shards, tmp_path / "s")
 
 
 def test_distill_model_moves_towards_teacher(tiny_teacher, toy_data, toy_shards):
@@ -91,7 +92,7 @@ def test_distill_model_moves_towards_teacher(tiny_teacher, toy_data, toy_shards)
     cfg = make_cfg(tiny_teacher, toy_data)
     model = load_classifier(str(tiny_teacher), ["neg", "pos"])
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    out = distill_model(model, load_tokenizer(str(tiny_teacher)), toy_shards, cfg, max_steps=3, lr=1e-3)
+    out = distill_model(model, load_tokenizer(str(tiny_teacher)), toy_shards, TrainView.of(cfg), max_steps=3, lr=1e-3)
     assert not out.training and type(out).__name__ == "BertForSequenceClassification"
     assert not torch.equal(before["classifier.weight"], out.state_dict()["classifier.weight"])
 
@@ -102,7 +103,7 @@ def test_label_then_train_end_to_end(tmp_path, tiny_teacher, toy_data):
     cfg = make_cfg(tiny_teacher, toy_data, optim={"max_steps": 4, "batch_size": 16, "lr": 3e-3})
     manifest = label_from_config(cfg, tmp_path / "label", teacher_path=str(tiny_teacher))
     assert manifest["counts"]["labeled"] == 192
-    m = train(cfg, tmp_path / "label", tmp_path / "student")
+    m = train(TrainView.of(cfg), tmp_path / "label", tmp_path / "student")
     assert m["train"]["rows"] == 192 and m["train"]["steps"] == 4
     assert m["teacher"]["path"] == manifest["teacher"]["path"]
     assert (tmp_path / "student" / "model.safetensors").is_file()
@@ -112,7 +113,7 @@ def test_early_stopping(tmp_path, tiny_teacher, toy_data, toy_shards):
     # lr ~ 0: the eval metric cannot improve after the first evaluation -> patience 1 stops at step 4
     cfg = make_cfg(tiny_teacher, toy_data, early_stopping_patience=1,
                    optim={"max_steps": 10, "batch_size": 16, "lr": 1e-12})
-    m = train(cfg, toy_shards, tmp_path / "s")
+    m = train(TrainView.of(cfg), toy_shards, tmp_path / "s")
     assert m["train"]["stopped_early"] and m["train"]["steps"] == 4 and m["train"]["best_step"] == 2
 
 
@@ -123,7 +124,7 @@ def test_dev_set_selects_the_checkpoint_and_eval_stays_a_test(tmp_path, tiny_tea
     dev = write_jsonl(tmp_path / "dev.jsonl", make_rows(20, seed=3))
     cfg.task.dev = cfg.task.eval.model_copy(update={"path": str(dev)})
     out = tmp_path / "student"
-    m = train(cfg, toy_shards, out)
+    m = train(TrainView.of(cfg), toy_shards, out)
     assert m["selection"] == "task.dev"
     evals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if "eval_accuracy" in x]
     assert evals and all(r["eval_n"] == 20 for r in evals)  # selection ran on the 20 dev rows

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zuoxiao.core.config.run import STAGES
+from zuoxiao.core.config.views import CompressView, ShipView, TrainView
 from zuoxiao.core.errors import ConfigError
 from zuoxiao.core.fingerprint import data_fingerprint, model_fingerprint
 from zuoxiao.core.paths import StagePaths, teacher_path_for_label
@@ -67,7 +68,7 @@ def _train(cfg, paths: StagePaths, ctx: StageContext) -> TrainResult:
         return train_result(paths, _launch_train(cfg, paths, ctx))
     from zuoxiao.student.train import train
 
-    return train_result(paths, train(cfg, paths.label, paths.student, resume=ctx.resume))
+    return train_result(paths, train(TrainView.of(cfg), paths.label, paths.student, resume=ctx.resume))
 
 
 def _launch_train(cfg, paths: StagePaths, ctx: StageContext) -> dict:
@@ -89,13 +90,13 @@ def _launch_train(cfg, paths: StagePaths, ctx: StageContext) -> dict:
 def _compress(cfg, paths: StagePaths, ctx: StageContext):
     from zuoxiao.student.compress.stage import compress
 
-    return compress(cfg, paths)
+    return compress(CompressView.of(cfg), paths)
 
 
 def _ship(cfg, paths: StagePaths, ctx: StageContext):
     from zuoxiao.ship.stage import ship
 
-    return ship(cfg, paths)
+    return ship(ShipView.of(cfg), paths)
 
 
 #: The stage implementations, picked by name.
@@ -127,10 +128,10 @@ def stage_inputs(cfg, stage: str) -> dict:
         label["teacher"].pop("num_threads", None)
         inputs.update(label=label, data=data_fingerprint(cfg.label.input))
         inputs["task"] = {k: v for k, v in task.items() if k not in ("eval", "dev")}  # label reads neither
-    else:
-        sections = {"train": ("train",), "compress": ("compress", "train"), "ship": ("ship", "compress")}[stage]
-        inputs.update({s: getattr(cfg, s).model_dump(mode="json") for s in sections})
-        inputs.update(eval=data_fingerprint(cfg.task.eval), dev=data_fingerprint(cfg.task.dev))
+    else:  # exactly the view the stage function receives, so nothing it reads can be left out
+        view = {"train": TrainView, "compress": CompressView, "ship": ShipView}[stage].of(cfg)
+        inputs.update(view=view.fingerprint_json(), eval=data_fingerprint(cfg.task.eval),
+                      dev=data_fingerprint(cfg.task.dev))
     if stage != "finetune" and cfg.finetune is None:
         inputs["teacher"] = model_fingerprint(cfg.label.teacher.path)
     return inputs

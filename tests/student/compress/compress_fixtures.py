@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from zuoxiao.core.config.views import CompressView, ShipView
 from zuoxiao.core.shards import SCHEMA_VERSION, schema_with_metadata, sha256_file
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -182,7 +183,7 @@ def compressed_stage():
     atexit.register(shutil.rmtree, root, True)
     with torch_threads(1):
         cfg, paths = make_stage_root(root, steps=FULL_STEPS)
-        compressed = compress(cfg, paths)
-        shipped = ship(cfg, paths)
+        compressed = compress(CompressView.of(cfg), paths)
+        shipped = ship(ShipView.of(cfg), paths)
     report = json.loads(Path(compressed.report).read_text())
     return cfg, paths, {**report, "compress": compressed, "ship": shipped}

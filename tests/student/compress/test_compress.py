@@ -4,6 +4,7 @@ import pytest
 
 from tests.student.compress.compress_fixtures import FULL_STEPS, compressed_stage
 from zuoxiao.core.config import parse_config
+from zuoxiao.core.config.views import CompressView, ShipView
 from zuoxiao.core.errors import ConfigError, InputError
 from zuoxiao.core.paths import StagePaths
 from zuoxiao.ship.stage import ship
@@ -57,11 +58,11 @@ def test_missing_inputs_are_input_errors(tmp_path):
     cfg = parse_config({"output_dir": str(tmp_path), "label": {"input": {"path": "x"}},
                         "task": {"eval": {"path": str(tmp_path / "e.jsonl")}}})
     with pytest.raises(InputError, match="run `zuoxiao train CONFIG` first"):
-        compress(cfg, StagePaths(tmp_path))
+        compress(CompressView.of(cfg), StagePaths(tmp_path))
     with pytest.raises(InputError, match="zuoxiao compress CONFIG"):
         (tmp_path / "student").mkdir()
         (tmp_path / "student" / "config.json").write_text("{}")
-        ship(cfg, StagePaths(tmp_path))
+        ship(ShipView.of(cfg), StagePaths(tmp_path))
 
 
 def test_torch_int8_and_layer_steps_ship_fp32_onnx(tmp_path):
@@ -72,8 +73,8 @@ def test_torch_int8_and_layer_steps_ship_fp32_onnx(tmp_path):
     with torch_threads(1):
         cfg, paths = make_stage_root(tmp_path, steps=[{"kind": "prune_layers", "keep": [1]},
                                                       {"kind": "quantize", "backend": "torch"}])
-        compress(cfg, paths)
-        shipped = ship(cfg, paths)
+        compress(CompressView.of(cfg), paths)
+        shipped = ship(ShipView.of(cfg), paths)
     result = json.loads((paths.compress / "report.json").read_text())
     kinds = [(r["name"], r["runtime"]) for r in result["steps"]]
     assert kinds == [("student", "torch"), ("01-prune_layers", "torch"), ("02-quantize", "torch-int8"),

@@ -147,9 +147,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     return parse_config(apply_overrides(raw, overrides or []), str(path))
 
 
-def save_resolved(cfg: StrictModel, directory: str | Path, name: str = "config.resolved.yaml") -> Path:
-    """Write the fully resolved config (defaults filled in) beside an artifact."""
+def save_resolved(cfg, directory: str | Path, name: str = "config.resolved.yaml") -> Path:
+    """Write the resolved config (defaults filled in) beside an artifact.
+
+    ``cfg`` is the whole Config, or a stage's view (zuoxiao.core.config.views): then exactly the sections
+    that stage read, e.g. ``task``, ``train``, ``teacher`` (= label.teacher) and ``seed`` for train.
+    """
     out = Path(directory) / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    data = cfg.model_dump(mode="json") if hasattr(cfg, "model_dump") else cfg.fingerprint_json()
+    head = "" if hasattr(cfg, "model_dump") else f"# the config sections the stage read ({type(cfg).__name__})\n"
+    out.write_text(head + yaml.safe_dump(data, sort_keys=False))
     return out
