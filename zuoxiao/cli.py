@@ -4,6 +4,7 @@
     zuoxiao label configs/demo.yaml --set label.batch_size=64 -- --runner=DirectRunner
     zuoxiao finetune-teacher | label | train | compress | ship | run CONFIG
     zuoxiao predict BUNDLE_DIR "some text" ...
+    zuoxiao serve-page BUNDLE_DIR [--port 8000]
     zuoxiao demo
 
 Exit codes: see zuoxiao/errors.py (0 ok, 1 internal, 2 bad config/input, 3 gate failed, 4 locked,
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify texts with an exported bundle (onnxruntime only)")
     p.add_argument("bundle", help="bundle directory")
     p.add_argument("texts", nargs="+", help="texts to classify")
+
+    p = sub.add_parser("serve-page", help="serve a bundle's offline web demo page on 127.0.0.1")
+    p.add_argument("bundle", help="bundle directory (with web/index.html)")
+    p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000; 0 = any free one)")
 
     p = sub.add_parser("demo", help="generate the demo task and run the whole job on it")
     p.add_argument("--output", default="outputs/demo", help="where the demo data and run go")
@@ -167,6 +172,10 @@ def _dispatch(args) -> int:
         bundle = Bundle.load(args.bundle)
         _print_json(bundle.predict(args.texts))
         return EXIT_OK
+    if args.command == "serve-page":
+        from zuoxiao.ship.serve import serve_page
+
+        return serve_page(args.bundle, args.port)
     if args.command == "demo":
         from zuoxiao.run.demo import run_demo
 
