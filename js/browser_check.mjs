@@ -7,7 +7,7 @@
 //        [--node-modules js/node_modules]
 //
 // --texts are typed into the page and read back from the DOM; --bulk texts go straight to the page's
-// classifier (window.zuoxiao.predict, the same code the UI calls) and come back as "bulk".
+// classifier (window.zuoxiao.predict, the same code the UI calls) and come back as "bulk" ([{probs, logits}]).
 //
 // Every request that does not go to the page's own host is aborted and listed in "external_requests"
 // (the page must work offline). Output: {"ready_ms", "results": [{"text", "label", "probs", "ms"}],
@@ -91,7 +91,10 @@ try {
     const t2 = Date.now();
     report.bulk = await page.evaluate(async (items) => {
       const out = [];
-      for (const t of items) out.push((await window.zuoxiao.predict(t)).probs);
+      for (const t of items) {
+        const r = await window.zuoxiao.predict(t);
+        out.push({ probs: r.probs, logits: Array.from(r.logits) });
+      }
       return out;
     }, bulk);
     report.bulk_ms = Date.now() - t2;

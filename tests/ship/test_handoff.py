@@ -84,7 +84,7 @@ def test_ort_format_model_matches_onnx(bundle_dir, batch_size):
     ort_logits, ort_p, _ = python_probs(bundle_dir, items, "model.ort", batch_size=batch_size)
     print(f"\nbatch {batch_size}: max|dlogit| {np.abs(onnx_logits - ort_logits).max():.3g}, "
           f"max|dp| {np.abs(onnx_p - ort_p).max():.3g}")
-    assert np.abs(onnx_p - ort_p).max() <= 1e-4
+    assert np.abs(onnx_p - ort_p).max() <= 1e-4 and np.abs(onnx_logits - ort_logits).max() <= 1e-4
     assert (onnx_p.argmax(1) == ort_p.argmax(1)).all()
 
 
