@@ -5,6 +5,7 @@
     zuoxiao finetune-teacher | label | train | compress | ship | run CONFIG
     zuoxiao predict BUNDLE_DIR "some text" ...
     zuoxiao serve-page BUNDLE_DIR [--port 8000]
+    zuoxiao --quiet | --log-json COMMAND ...   (before the command; progress bars only on a terminal)
     zuoxiao demo
 
 Exit codes: see zuoxiao/errors.py (0 ok, 1 internal, 2 bad config/input, 3 gate failed, 4 locked,
@@ -34,6 +35,9 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zuoxiao", description="Distillation as a data pipeline.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--quiet", dest="log_quiet", action="store_true",
+                        help="warnings and errors only (no progress lines); for schedulers")
+    parser.add_argument("--log-json", action="store_true", help="one JSON object per log line on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check a config file and print the resolved config")
@@ -201,8 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in ("zuoxiao", "pipelines", "teacher", "student"):
         logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    from zuoxiao.run.logs import cli_logging  # bars on a terminal only; progress lines for cron logs
+
     try:
-        return _dispatch(args)
+        with cli_logging(quiet=args.log_quiet, log_json=args.log_json):
+            return _dispatch(args)
     except ZuoxiaoError as err:
         print(f"zuoxiao: error: {err}", file=sys.stderr)
         return err.exit_code
