@@ -110,6 +110,10 @@ def handoff_sections(bundle: Path, shipped: dict) -> str:
     mobile = MOBILE_TEMPLATE.read_text()
     for key, value in values.items():  # not str.format: the Kotlin / Swift code is full of braces
         mobile = mobile.replace("{" + key + "}", str(value))
+    if not (bundle / "vocab.txt").is_file():  # a trimmed vocabulary with gaps in its ids writes no vocab.txt
+        mobile = mobile.replace("token ids from `vocab.txt` (line number, from 0)",
+                                "token ids from `tokenizer.json` `model.vocab` (token -> id; not contiguous)")
+        mobile = mobile.replace("`vocab.txt`", "`tokenizer.json` (its `model.vocab` token -> id map)")
     return "\n" + _browser_section(shipped.get("web") or {}) + "\n" + mobile
 
 

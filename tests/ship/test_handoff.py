@@ -72,6 +72,8 @@ def test_model_card_has_browser_and_mobile_sections(bundle_dir):
     assert "## Running this model on Android and iOS" in card and "```kotlin" in card and "```swift" in card
     assert f"`zuoxiao.max_length` = {meta['max_length']}" in card
     assert f"(ids {vocab['[CLS]']} and {vocab['[SEP]']} in this vocab)" in card
+    mobile = card[card.index("## Running this model on Android and iOS"):]
+    assert ("`vocab.txt`" in mobile) == (bundle_dir / "vocab.txt").is_file()  # never point at a missing file
     for placeholder in ("{max_length}", "{temperature}", "{labels}", "{cls_id}", "{ort_version}"):
         assert placeholder not in card
 
