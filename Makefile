@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make demo   runs the main job on the embedded default (demo data, MiniLM teacher, DirectRunner)
 #   make test   runs the test suite
+#   make js     installs the JS packages of js/ (the browser / Node tests skip without them)
 # Both create .venv and install everything on first use (torch's CPU wheel is pinned first, so pip
 # does not pull a multi-GB CUDA build).
 PYTHON ?= python3
@@ -9,7 +10,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean js
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# JS packages for the bundle's web page, the Node parity check and the browser test (never committed;
+# --ignore-scripts: onnxruntime-node's postinstall downloads extra binaries it does not need).
+js: js/node_modules/.package-lock.json
+
+js/node_modules/.package-lock.json: js/package-lock.json
+	cd js && npm ci --ignore-scripts --no-audit --no-fund
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

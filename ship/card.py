@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+MOBILE_TEMPLATE = Path(__file__).with_name("mobile_card.md")  # package data; {placeholders} filled below
+
 
 def model_card(report: dict, shipped: dict, ctx) -> str:
     """README.md of the bundle: lineage, metrics, size, latency, weaknesses, calibration, usage."""
@@ -69,7 +74,8 @@ or become [UNK]; out-of-domain text degrades first.
 
 ## Files
 model.onnx, tokenizer.json (+ tokenizer_config.json, vocab.txt), config.json (label names in id2label;
-`zuoxiao` block: max_length, inputs), metrics.json, report.md, pareto.png, zuoxiao_bundle.py, SHA256SUMS
+`zuoxiao` block: max_length, inputs), metrics.json, report.md, pareto.png, zuoxiao_bundle.py, model.ort +
+required_operators.config (phones), web/ (browser page), SHA256SUMS over all of them, subfolders included
 (`sha256sum -c SHA256SUMS`).
 """
 
@@ -86,3 +92,51 @@ def _calibration(shipped: dict) -> str:
                 f"expected calibration error (15 bins) on the gold set {ece:.4f} (uncalibrated {raw:.4f}).")
     return (f"expected calibration error (15 bins) = {ece:.4f} on the gold set; probabilities are the softmax "
             "of distilled logits, not recalibrated (set task.dev to calibrate them).")
+
+
+def handoff_sections(bundle: Path, shipped: dict) -> str:
+    """Model-card sections for app teams outside Python: the browser page and Android / iOS."""
+    config = json.loads((bundle / "config.json").read_text())
+    meta = config["zuoxiao"]
+    tok = json.loads((bundle / "tokenizer.json").read_text())
+    vocab = tok.get("model", {}).get("vocab", {})
+    normalizer = {k: v for k, v in (tok.get("normalizer") or {}).items() if k != "type"}
+    import onnxruntime
+
+    values = {"max_length": meta["max_length"], "temperature": meta.get("temperature", 1.0),
+              "labels": json.dumps(meta["label_names"]), "num_labels": len(meta["label_names"]),
+              "ort_version": onnxruntime.__version__, "cls_id": vocab.get("[CLS]", "?"),
+              "sep_id": vocab.get("[SEP]", "?"), "normalizer": json.dumps(normalizer)}
+    mobile = MOBILE_TEMPLATE.read_text()
+    for key, value in values.items():  # not str.format: the Kotlin / Swift code is full of braces
+        mobile = mobile.replace("{" + key + "}", str(value))
+    if not (bundle / "vocab.txt").is_file():  # a trimmed vocabulary with gaps in its ids writes no vocab.txt
+        mobile = mobile.replace("token ids from `vocab.txt` (line number, from 0)",
+                                "token ids from `tokenizer.json` `model.vocab` (token -> id; not contiguous)")
+        mobile = mobile.replace("`vocab.txt`", "`tokenizer.json` (its `model.vocab` token -> id map)")
+    return "\n" + _browser_section(shipped.get("web") or {}) + "\n" + mobile
+
+
+def _browser_section(web: dict) -> str:
+    from zuoxiao.ship.web_assets import VENDOR_HINT
+
+    if web.get("vendored"):
+        libs = ", ".join(f"{k} {v}" for k, v in web["versions"].items())
+        files = f"`web/vendor/` holds the JavaScript libraries and the WebAssembly binary it needs ({libs})."
+    else:
+        files = (f"**`web/vendor/` is missing in this build** (no node_modules where it was built): {VENDOR_HINT}; "
+                 "until then the page shows a loading error.")
+    return f"""## In a browser (offline demo page)
+`web/index.html` classifies typed text entirely in the page: ONNX Runtime Web (WebAssembly, one thread) runs
+`model.onnx`, `@huggingface/tokenizers` reads `tokenizer.json`, and the bars show softmax(logits / T) with
+this bundle's temperature. {files} Serve this folder over HTTP (a `file://` URL cannot fetch the model):
+
+```bash
+zuoxiao serve-page path/to/this/dir            # http://127.0.0.1:8000/web/index.html (--port to change)
+python -m http.server 8000 --bind 127.0.0.1 --directory path/to/this/dir   # same, without zuoxiao
+```
+`?model=model.ort` runs the ORT-format model instead; `window.zuoxiao.predict(text)` works from the console.
+The page makes no request outside its own host. Its numbers match this folder's Python runtime run on one
+text at a time (`batch_size=1`) to ~1e-7 on most texts; WebAssembly int8 kernels can differ by up to ~1e-2 on
+a rare text (tested in zuoxiao's tests/ship/test_web.py).
+"""

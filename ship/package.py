@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ def _config_json(src: Path, report: dict, final_rec: dict, input_names: list[str
 
 def build_bundle(ctx, report: dict, staging: Path) -> dict:
     """Write the bundle into ``staging`` and return its measurements (the 'shipped' record)."""
-    from zuoxiao.ship.card import model_card
+    from zuoxiao.ship.card import handoff_sections, model_card
 
     src = Path(report["final"]["dir"])
     final_rec = report["steps"][-1]
@@ -45,6 +46,7 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
     for name in RUNTIME_FILES[1:-1]:
         if (src / name).is_file():
             shutil.copyfile(src / name, staging / name)
+    _fix_tokenizer_limits(staging / "tokenizer.json", report["max_length"])
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(staging / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -105,7 +107,18 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
         p = ctx.paths.compress / extra
         if p.is_file():
             shutil.copyfile(p, staging / extra)
-    (staging / "README.md").write_text(model_card(report, shipped, ctx))
+    # Hand-off beyond Python (before SHA256SUMS, so both are covered): model.ort for phones, web/ for browsers
+    from zuoxiao.ship.mobile import convert_to_ort
+    from zuoxiao.ship.web_assets import VENDOR_HINT, add_web_page
+
+    mobile = convert_to_ort(staging)
+    web = add_web_page(staging)
+    if not web["vendored"]:
+        print(f"note: the bundle's web page has no vendored JS/wasm files; {VENDOR_HINT}", file=sys.stderr)
+    shipped["mobile"] = {k: mobile[k] for k in ("ort_bytes", "target_platform")}
+    shipped["web"] = {"vendored": web["vendored"], "versions": web["versions"],
+                      "bytes": sum(web["files"].values())}
+    (staging / "README.md").write_text(model_card(report, shipped, ctx) + handoff_sections(staging, shipped))
     from zuoxiao.core.config import save_resolved
 
     save_resolved(ctx.cfg, staging)  # the config that produced this bundle, covered by SHA256SUMS
@@ -114,7 +127,26 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
     return shipped
 
 
+def _fix_tokenizer_limits(path: Path, max_length: int) -> None:
+    """Make tokenizer.json's own truncation say max_length and drop its padding.
+
+    save_pretrained persists the settings of the tokenizer's last call (e.g. the export's sample call:
+    truncation 16, padding Fixed 16); consumers that honour tokenizer.json (Rust, swift-transformers) would
+    then cut or pad texts differently from config.json's zuoxiao.max_length, which the runtimes use.
+    """
+    if not path.is_file():
+        return
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path))
+    tok.enable_truncation(max_length=max_length)
+    tok.no_padding()
+    tok.save(str(path))
+
+
 def write_checksums(directory: Path) -> None:
-    lines = [f"{sha256_file(p)}  {p.name}" for p in sorted(directory.iterdir())
-             if p.is_file() and p.name != CHECKSUMS]
+    """SHA256SUMS over every file, subfolders included (``web/vendor/x.wasm``: POSIX paths, sha256sum -c
+    format)."""
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.relative_to(directory).as_posix() != CHECKSUMS)
+    lines = [f"{sha256_file(p)}  {p.relative_to(directory).as_posix()}" for p in files]
     (directory / CHECKSUMS).write_text("\n".join(lines) + "\n")

@@ -48,15 +48,20 @@ def _sha256(path: Path) -> str:
 
 
 def verify_checksums(directory: Path) -> None:
-    """Every file listed in SHA256SUMS ("<hex>  <name>" lines) must exist and match."""
+    """Every file listed in SHA256SUMS ("<hex>  <relative path>" lines, POSIX separators; older bundles list
+    top-level names only) must exist inside ``directory`` and match."""
     sums = directory / CHECKSUMS
     if not sums.is_file():
         raise _Corrupt(f"{directory} has no {CHECKSUMS}; rebuild the bundle with `zuoxiao export CONFIG`")
-    for line in sums.read_text().splitlines():
+    root = directory.resolve()
+    for lineno, line in enumerate(sums.read_text().splitlines(), 1):
         if not line.strip():
             continue
         digest, name = line.split(maxsplit=1)
-        f = directory / name.strip().lstrip("*")
+        f = directory.joinpath(*name.strip().lstrip("*").split("/"))
+        if not f.resolve().is_relative_to(root):  # a listed "../x" must not make us read outside the bundle
+            raise _Corrupt(f"{sums} line {lineno} names {name!r}, outside the bundle; the file was tampered "
+                           "with: copy the bundle again")
         if not f.is_file() or _sha256(f) != digest:
             raise _Corrupt(f"bundle file {f} is missing or does not match {CHECKSUMS}; "
                            "the bundle is corrupt: rebuild it with `zuoxiao export CONFIG` or copy it again")

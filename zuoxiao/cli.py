@@ -4,6 +4,8 @@
     zuoxiao label configs/demo.yaml --set label.batch_size=64 -- --runner=DirectRunner
     zuoxiao finetune-teacher | label | train | compress | ship | run CONFIG
     zuoxiao predict BUNDLE_DIR "some text" ...
+    zuoxiao serve-page BUNDLE_DIR [--port 8000]
+    zuoxiao --quiet | --log-json COMMAND ...   (before the command; progress bars only on a terminal)
     zuoxiao demo
 
 Exit codes: see zuoxiao/core/errors.py (0 ok, 1 internal, 2 bad config/input/environment, 3 gate
@@ -42,6 +44,9 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zuoxiao", description="Distillation as a data pipeline.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--quiet", dest="log_quiet", action="store_true",
+                        help="warnings and errors only (no progress lines); for schedulers")
+    parser.add_argument("--log-json", action="store_true", help="one JSON object per log line on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check a config file and print the resolved config")
@@ -78,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify texts with an exported bundle (onnxruntime only)")
     p.add_argument("bundle", help="bundle directory")
     p.add_argument("texts", nargs="+", help="texts to classify")
+
+    p = sub.add_parser("serve-page", help="serve a bundle's offline web demo page on 127.0.0.1")
+    p.add_argument("bundle", help="bundle directory (with web/index.html)")
+    p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000; 0 = any free one)")
 
     p = sub.add_parser("demo", help="generate the demo task and run the whole job on it")
     p.add_argument("--output", default="outputs/demo", help="where the demo data and run go")
@@ -187,6 +196,10 @@ def _dispatch(args) -> int:
         # allow_nan=False: the output is always valid JSON (Bundle.predict refuses non-finite outputs).
         print(json.dumps(results, indent=2, allow_nan=False))
         return EXIT_OK
+    if args.command == "serve-page":
+        from zuoxiao.ship.serve import serve_page
+
+        return serve_page(args.bundle, args.port)
     if args.command == "demo":
         from zuoxiao.run.demo import run_demo
 
@@ -212,8 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in ("zuoxiao", "pipelines", "teacher", "student"):
         logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    from zuoxiao.run.logs import cli_logging  # bars on a terminal only; progress lines for cron logs
+
     try:
-        return _dispatch(args)
+        with cli_logging(quiet=args.log_quiet, log_json=args.log_json):
+            return _dispatch(args)
     except (Exception, KeyboardInterrupt) as raw:
         err = user_error(raw)
         if isinstance(err, ZuoxiaoError):

@@ -1,0 +1,109 @@
+// The demo page: loads the bundle that contains this web/ folder and classifies typed text offline.
+// Query parameters: ?bundle=URL (folder with config.json etc., default "../"), ?model=FILE (default
+// config.json zuoxiao.onnx_file, e.g. model.ort for the ORT-format model).
+
+import * as ort from "./vendor/ort.wasm.bundle.min.mjs";
+import { Tokenizer } from "./vendor/tokenizers.min.mjs";
+import { Classifier } from "./zuoxiao-runtime.mjs";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const bundleUrl = new URL(params.get("bundle") ?? "../", location.href);
+
+// Single-threaded WASM: no SharedArrayBuffer, so no cross-origin isolation headers are needed.
+ort.env.wasm.numThreads = 1;
+ort.env.wasm.proxy = false;
+// The .mjs glue is inside ort.wasm.bundle.min.mjs; only the binary is fetched. (A string prefix here would
+// make ORT import vendor/ort-wasm-simd-threaded.mjs as well, which is not vendored.)
+ort.env.wasm.wasmPaths = { wasm: new URL("./vendor/ort-wasm-simd-threaded.wasm", import.meta.url).href };
+
+function setStatus(state, message) {
+  const el = $("status");
+  el.dataset.state = state;
+  el.textContent = message;
+}
+
+async function fetchOk(name, as) {
+  const url = new URL(name, bundleUrl);
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`GET ${url} -> HTTP ${response.status}`);
+  return as === "json" ? response.json() : response.arrayBuffer();
+}
+
+async function load() {
+  const [config, tokenizerJson, tokenizerConfig] = await Promise.all(
+    ["config.json", "tokenizer.json", "tokenizer_config.json"].map((f) => fetchOk(f, "json")));
+  const modelFile = params.get("model") ?? config.zuoxiao?.onnx_file ?? "model.onnx";
+  const modelBytes = await fetchOk(modelFile);
+  const session = await ort.InferenceSession.create(new Uint8Array(modelBytes), {
+    executionProviders: ["wasm"], graphOptimizationLevel: "all",
+  });
+  const clf = new Classifier({ ort, session, tokenizer: new Tokenizer(tokenizerJson, tokenizerConfig), config });
+  clf.modelFile = modelFile;
+  clf.modelBytes = modelBytes.byteLength;
+  return clf;
+}
+
+function render(clf, text, result, ms) {
+  const { labels, temperature, maxLength } = clf.settings;
+  const best = labels.indexOf(result.label);
+  const bars = $("bars");
+  bars.replaceChildren(...labels.map((name, i) => {
+    const p = result.probs[i];
+    const li = document.createElement("li");
+    li.className = i === best ? "best" : "";
+    li.dataset.label = name;
+    li.dataset.prob = String(p);
+    li.innerHTML = '<span class="name"></span><span class="track"><span class="fill"></span></span><span class="pct"></span>';
+    li.querySelector(".name").textContent = name;
+    li.querySelector(".fill").style.width = `${(100 * p).toFixed(2)}%`;
+    li.querySelector(".pct").textContent = `${(100 * p).toFixed(1)}%`;
+    return li;
+  }));
+  $("top-label").textContent = result.label;
+  $("top-prob").textContent = `${(100 * result.probs[best]).toFixed(1)}%`;
+  const nTokens = clf.encode(text).ids.length;
+  $("details").textContent = `${nTokens} tokens (max_length ${maxLength}), T = ${temperature}, ` +
+    `${ms.toFixed(1)} ms, ${clf.modelFile} (${(clf.modelBytes / 1e6).toFixed(2)} MB), onnxruntime-web ${ort.env.versions?.web ?? ""}`;
+  const section = $("result");
+  // Machine-readable copy for tests: the exact text classified and the full-precision probabilities.
+  section.dataset.text = text;
+  section.dataset.probs = JSON.stringify(result.probs);
+  section.dataset.label = result.label;
+  section.hidden = false;
+}
+
+async function main() {
+  let clf;
+  try {
+    clf = await load();
+  } catch (err) {
+    setStatus("error", `Could not load the bundle from ${bundleUrl}: ${err?.message ?? err}\n` +
+      "Serve the bundle folder over HTTP (e.g. python -m http.server in the bundle) and open web/index.html.");
+    console.error(err);
+    return;
+  }
+  window.zuoxiao = clf;  // for the console and for tests: await zuoxiao.predict("some text")
+  $("task").textContent = clf.settings.labels.join(" · ");
+  let queue = Promise.resolve();  // one session.run at a time
+  let latest = null;
+  const classify = () => {
+    const text = $("text").value;
+    latest = text;
+    queue = queue.then(async () => {
+      if (text !== latest) return;  // superseded while waiting
+      const t0 = performance.now();
+      const result = await clf.predict(text);
+      if (text === latest) render(clf, text, result, performance.now() - t0);
+    }).catch((err) => { setStatus("error", `Inference failed: ${err?.message ?? err}`); console.error(err); });
+  };
+  let timer;
+  $("text").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(classify, 150); });
+  $("classify").addEventListener("click", classify);
+  $("text").disabled = false;
+  $("classify").disabled = false;
+  setStatus("ready", `Ready: ${clf.settings.labels.length} labels, temperature ${clf.settings.temperature}.`);
+  $("text").focus();
+}
+
+main();
