@@ -21,6 +21,7 @@ import logging
 import yaml
 
 from zuoxiao.core import fsio
+from zuoxiao.core.errors import IntegrityError
 from zuoxiao.core.shards import MANIFEST
 from zuoxiao.pipelines.write import SUMMARY
 
@@ -44,6 +45,38 @@ def clean_stale_work(out_dir: str) -> None:
 def read_summary(temp_dir: str) -> dict:
     """The counts the pipeline wrote (write.WriteSummary): {'read': n, 'files': [per-file counts]}."""
     return json.loads(fsio.read_bytes(fsio.join(temp_dir, SUMMARY)))
+
+
+def summary_counts(summary: dict, cache_enabled: bool) -> tuple[dict, list[dict], list[dict]]:
+    """The pipeline's summary -> (manifest counts, shard entries, rejected entries); checks no row was lost."""
+    shard_stats = [s for s in summary["files"] if s["kind"] == "shards"]
+    rej_stats = [s for s in summary["files"] if s["kind"] == "rejected"]
+    rows = sum(s["rows"] for s in shard_stats)
+    augmented = sum(s["augmented"] for s in shard_stats)
+    rejected = sum(s["rows"] for s in rej_stats)
+    reasons: dict[str, int] = {}
+    for s in rej_stats:
+        for k, v in s["reasons"].items():
+            reasons[k] = reasons.get(k, 0) + v
+    labeled = rows - augmented
+    read = summary["read"]
+    if read != labeled + rejected:
+        raise IntegrityError(f"label pipeline lost rows: read {read} but labeled {labeled} + rejected {rejected}; "
+                             "this is a bug, please report it")
+    total = lambda key: sum(s[key] for s in shard_stats)  # noqa: E731
+    counts = {
+        "read": read, "labeled": labeled, "rejected": rejected,
+        "truncated": total("truncated"), "truncated_augmented": total("truncated_augmented"),
+        "augmented": augmented, "rows_in_shards": rows,
+        "cache_hits": total("cache_hits"),
+        "cache_misses": total("cache_misses") if cache_enabled else rows,
+        "teacher_rows": total("teacher_rows"), "teacher_tokens": total("teacher_tokens"),
+        "rejected_by_reason": dict(sorted(reasons.items())),
+    }
+    # sha256 and bytes are filled in by commit(), from the committed files
+    shards = [{"file": s["file"], "rows": s["rows"], "sha256": None, "bytes": None} for s in shard_stats]
+    rejected_files = [{"file": s["file"], "rows": s["rows"], "sha256": None, "bytes": None} for s in rej_stats]
+    return counts, shards, rejected_files
 
 
 def data_hash(shards: list[dict]) -> str:

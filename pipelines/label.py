@@ -39,10 +39,10 @@ from apache_beam.ml.inference.base import RunInference
 
 from zuoxiao.core import fsio
 from zuoxiao.core.config import Config
-from zuoxiao.core.errors import ConfigError, InputError, IntegrityError
+from zuoxiao.core.errors import ConfigError, InputError
 from zuoxiao.core.paths import StagePaths, teacher_path_for_label
 from zuoxiao.core.shards import SCHEMA_VERSION, schema_with_metadata, sha256_file
-from zuoxiao.pipelines.commit import WORK_PREFIX, clean_stale_work, commit, read_summary
+from zuoxiao.pipelines.commit import WORK_PREFIX, clean_stale_work, commit, read_summary, summary_counts
 from zuoxiao.pipelines.io import ReadTaskRows, check_columns, input_files
 from zuoxiao.pipelines.label_names import resolve_label_names
 from zuoxiao.pipelines.options import beam_flags, make_runner, redact_flags, worker_threads
@@ -187,38 +187,6 @@ def _input_fingerprints(files: list[tuple[str, str]]) -> list[dict]:
     return out
 
 
-def _counts(summary: dict, cache_enabled: bool) -> tuple[dict, list[dict], list[dict]]:
-    """The pipeline's summary -> (manifest counts, shard entries, rejected entries); checks no row was lost."""
-    shard_stats = [s for s in summary["files"] if s["kind"] == "shards"]
-    rej_stats = [s for s in summary["files"] if s["kind"] == "rejected"]
-    rows = sum(s["rows"] for s in shard_stats)
-    augmented = sum(s["augmented"] for s in shard_stats)
-    rejected = sum(s["rows"] for s in rej_stats)
-    reasons: dict[str, int] = {}
-    for s in rej_stats:
-        for k, v in s["reasons"].items():
-            reasons[k] = reasons.get(k, 0) + v
-    labeled = rows - augmented
-    read = summary["read"]
-    if read != labeled + rejected:
-        raise IntegrityError(f"label pipeline lost rows: read {read} but labeled {labeled} + rejected {rejected}; "
-                             "this is a bug, please report it")
-    total = lambda key: sum(s[key] for s in shard_stats)  # noqa: E731
-    counts = {
-        "read": read, "labeled": labeled, "rejected": rejected,
-        "truncated": total("truncated"), "truncated_augmented": total("truncated_augmented"),
-        "augmented": augmented, "rows_in_shards": rows,
-        "cache_hits": total("cache_hits"),
-        "cache_misses": total("cache_misses") if cache_enabled else rows,
-        "teacher_rows": total("teacher_rows"), "teacher_tokens": total("teacher_tokens"),
-        "rejected_by_reason": dict(sorted(reasons.items())),
-    }
-    # sha256 and bytes are filled in by commit(), from the committed files
-    shards = [{"file": s["file"], "rows": s["rows"], "sha256": None, "bytes": None} for s in shard_stats]
-    rejected_files = [{"file": s["file"], "rows": s["rows"], "sha256": None, "bytes": None} for s in rej_stats]
-    return counts, shards, rejected_files
-
-
 def label_from_config(
     cfg: Config,
     out_dir: str | Path,
@@ -294,7 +262,7 @@ def label_from_config(
         teacher_ms = _teacher_ms(result)
         t_pipeline = time.perf_counter()
         summary = read_summary(temp)
-        counts, shards, rejected_files = _counts(summary, cache is not None)
+        counts, shards, rejected_files = summary_counts(summary, cache is not None)
     except BaseException:
         fsio.delete_tree(temp)
         raise
