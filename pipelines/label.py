@@ -17,18 +17,18 @@ The graph (one chain of labelled steps):
 
 Rows of equal token length are batched together, sorted by id: no padding at all, and batch
 composition (so every float) does not depend on the runner or the number of workers.
-Outputs go to a hidden work dir inside the output dir and are moved into place only after the
-pipeline succeeded; manifest.json is written last.
+Every file is written through Beam's FileSystems, so the output may be a local path or any Beam URI
+(gs://, s3://): workers write into a temp dir ``<output>/.work-<id>/`` (write.py), the pipeline writes
+its own counts there (summary.json), and this process renames the files into place after the pipeline
+succeeded, manifest.json last (commit.py). The teacher is loaded by each worker (teacher/handler.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 import uuid
@@ -37,13 +37,15 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
-from zuoxiao.core.config import Config, save_resolved
-from zuoxiao.core.errors import ConfigError, InputError, IntegrityError
+from zuoxiao.core import fsio
+from zuoxiao.core.config import Config
+from zuoxiao.core.errors import ConfigError, InputError
 from zuoxiao.core.paths import StagePaths, teacher_path_for_label
-from zuoxiao.core.shards import MANIFEST, SCHEMA_VERSION, schema_with_metadata, sha256_file, write_json_atomic
+from zuoxiao.core.shards import SCHEMA_VERSION, schema_with_metadata, sha256_file
+from zuoxiao.pipelines.commit import WORK_PREFIX, clean_stale_work, commit, read_summary, summary_counts
 from zuoxiao.pipelines.io import ReadTaskRows, check_columns, check_output_dir, input_files
 from zuoxiao.pipelines.label_names import resolve_label_names
-from zuoxiao.pipelines.options import beam_flags, make_runner, worker_threads
+from zuoxiao.pipelines.options import beam_flags, make_runner, redact_flags, worker_threads
 from zuoxiao.pipelines.validate import (
     REJECTED,
     DropDuplicateIds,
@@ -51,8 +53,8 @@ from zuoxiao.pipelines.validate import (
     ValidateRow,
     check_rejected_fraction,
 )
-from zuoxiao.pipelines.write import WriteSharded
-from zuoxiao.teacher.handler import TeacherModelHandler, forget_preloaded, register_preloaded, tokenize_texts
+from zuoxiao.pipelines.write import WriteSharded, WriteSummary
+from zuoxiao.teacher.handler import TeacherModelHandler, tokenize_texts
 from zuoxiao.teacher.soft_labels import soft_label_columns, storage_kind
 
 log = logging.getLogger(__name__)
@@ -102,11 +104,6 @@ def to_shard_row(rec: dict, max_full_classes: int, top_k: int) -> dict:
     }
 
 
-def _count_read(raw):
-    beam.metrics.Metrics.counter("zuoxiao", "rows_read").inc()
-    return raw
-
-
 def build_graph(p, plan: dict):
     """Add the label pipeline to Beam pipeline ``p``. ``plan`` holds the resolved settings."""
     cfg: Config = plan["cfg"]
@@ -117,9 +114,9 @@ def build_graph(p, plan: dict):
         raw = (raw
                | "LimitRows" >> beam.combiners.Top.Smallest(src.limit, key=lambda r: (r["source"], r["pos"]))
                | "Unlist" >> beam.FlatMap(lambda rows: rows))
+    read_count = raw | "CountRead" >> beam.combiners.Count.Globally()
     checked = (
         raw
-        | "CountRead" >> beam.Map(_count_read)
         | "Validate" >> beam.ParDo(ValidateRow(src.text_column, src.label_column, src.id_column,
                                                plan["label_index"])).with_outputs(REJECTED, main="records")
     )
@@ -157,31 +154,32 @@ def build_graph(p, plan: dict):
     from zuoxiao.teacher.cache import CACHE_SCHEMA
 
     finite = labeled | "RejectNonFinite" >> beam.ParDo(RejectNonFinite()).with_outputs(REJECTED, main="records")
-    (finite.records
-     | "SoftLabels" >> beam.Map(to_shard_row, max_full_classes=lc.max_full_classes, top_k=lc.top_k)
-     | "WriteShards" >> WriteSharded("shards", plan["work_dir"], lc.rows_per_shard, lc.row_group_size,
-                                     schema=plan["schema"],
-                                     cache_schema=CACHE_SCHEMA if plan["cache_enabled"] else None))
-    ((checked[REJECTED], unique[REJECTED], finite[REJECTED])
-     | "AllRejected" >> beam.Flatten()
-     | "WriteRejected" >> WriteSharded("rejected", plan["work_dir"], lc.rows_per_shard, lc.row_group_size))
+    shard_stats = (
+        finite.records
+        | "SoftLabels" >> beam.Map(to_shard_row, max_full_classes=lc.max_full_classes, top_k=lc.top_k)
+        | "WriteShards" >> WriteSharded("shards", plan["temp_dir"], lc.rows_per_shard, lc.row_group_size,
+                                        schema=plan["schema"],
+                                        cache_schema=CACHE_SCHEMA if plan["cache_enabled"] else None))
+    rejected_stats = (
+        (checked[REJECTED], unique[REJECTED], finite[REJECTED])
+        | "AllRejected" >> beam.Flatten()
+        | "WriteRejected" >> WriteSharded("rejected", plan["temp_dir"], lc.rows_per_shard, lc.row_group_size))
+    (shard_stats, rejected_stats) | "WriteSummary" >> WriteSummary(plan["temp_dir"], read_count)
     return p
 
 
 # ---------------------------------------------------------------- run + commit
-def _metric_sums(result) -> dict[str, int]:
+def _teacher_ms(result) -> int | None:
+    """Teacher time summed over workers, from Beam metrics (timing only; counts come from outputs)."""
     from apache_beam.metrics.metric import MetricsFilter
 
-    sums: dict[str, int] = {}
     try:
-        counters = result.metrics().query(MetricsFilter().with_namespace("zuoxiao"))["counters"]
+        counters = result.metrics().query(MetricsFilter().with_namespace("zuoxiao").with_name("teacher_ms"))
     except Exception as err:  # noqa: BLE001 - some runners do not report metrics
-        log.warning("could not query Beam metrics (%s); counts come from the written files only", err)
-        return sums
-    for c in counters:
-        value = c.committed if c.committed is not None else c.attempted
-        sums[c.key.metric.name] = sums.get(c.key.metric.name, 0) + int(value or 0)
-    return sums
+        log.warning("could not query Beam metrics (%s); timings.teacher_s is unknown", err)
+        return None
+    values = [c.committed if c.committed is not None else c.attempted for c in counters["counters"]]
+    return sum(int(v or 0) for v in values) if values else None
 
 
 def _input_fingerprints(files: list[tuple[str, str]]) -> list[dict]:
@@ -196,35 +194,18 @@ def _input_fingerprints(files: list[tuple[str, str]]) -> list[dict]:
     return out
 
 
-def _clean_stale_work(out_dir: Path) -> None:
-    """Work dirs of runs that died (kill -9): never referenced by a manifest, safe to drop."""
-    for stale in out_dir.glob(".work-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-def _commit(out_dir: Path, work: Path, cfg: Config, manifest: dict) -> None:
-    """Replace the previous output: manifest first out, new files in, manifest last."""
-    (out_dir / MANIFEST).unlink(missing_ok=True)  # from here on the dir reads as incomplete
-    for sub in ("shards", "rejected"):
-        shutil.rmtree(out_dir / sub, ignore_errors=True)
-        src = work / sub
-        if src.is_dir():
-            os.replace(src, out_dir / sub)
-        else:
-            (out_dir / sub).mkdir(parents=True)
-    save_resolved(cfg, out_dir)
-    write_json_atomic(out_dir / MANIFEST, manifest)
-
-
 def label_from_config(
     cfg: Config,
-    out_dir: Path,
+    out_dir: str | Path,
     beam_args: list[str] | None = None,
     test_pipeline=None,
     teacher_path: str | None = None,
-    cache_dir: Path | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict:
-    """Run the label pipeline; return the manifest (also written to out_dir/manifest.json, last)."""
+    """Run the label pipeline; return the manifest (also written to out_dir/manifest.json, last).
+
+    ``out_dir`` (and ``cache_dir``) may be local paths or any Beam filesystem URI (gs://, s3://).
+    """
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from zuoxiao.teacher.model import fingerprint, load_classifier, load_tokenizer, resolve_model_path
@@ -233,8 +214,6 @@ def label_from_config(
     lc = cfg.label
     if lc.input is None:
         raise ConfigError("label.input is missing: give the task rows to label, e.g. --set label.input.path=data.jsonl")
-    out_dir = Path(out_dir)
-    check_output_dir(out_dir)  # a file in the way or a read-only disk: exit 2 before any compute
     if teacher_path is None:
         teacher_path = teacher_path_for_label(cfg, StagePaths(Path(cfg.output_dir)))
         if cfg.finetune is not None and not (Path(teacher_path) / "config.json").is_file():
@@ -246,8 +225,9 @@ def label_from_config(
     files = input_files(lc.input)
     check_columns(files, lc.input)
     label_names, label_source = resolve_label_names(cfg, teacher_path, files)
-    model = load_classifier(teacher_path, label_names, lc.teacher.trust_remote_code)
-    fp = fingerprint(model)
+    # The launcher loads the teacher only for its fingerprint; every worker loads its own copy in
+    # TeacherModelHandler.load_model (workers of a real runner share no memory with this process).
+    fp = fingerprint(load_classifier(teacher_path, label_names, lc.teacher.trust_remote_code))
     mask_token = load_tokenizer(teacher_path, lc.teacher.trust_remote_code).mask_token or "[MASK]"
     storage = storage_kind(len(label_names), lc.max_full_classes)
     flags = beam_flags(cfg, beam_args)
@@ -255,13 +235,16 @@ def label_from_config(
         options = PipelineOptions(flags)
         options.get_all_options()  # parse now: an unknown/ill-typed flag fails here, not mid-run
     except (SystemExit, ValueError) as err:
-        raise ConfigError(f"bad Beam pipeline options {flags}: {err}; check label.beam and the flags after --") from None
+        raise ConfigError(f"bad Beam pipeline options {redact_flags(flags)}: {err}; "
+                          "check label.beam and the flags after --") from None
     num_threads = worker_threads(cfg, options)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _clean_stale_work(out_dir)
-    work = out_dir / f".work-{uuid.uuid4().hex[:12]}"
-    work.mkdir()
+    fsio.configure(options)  # S3 endpoint/credentials etc. for this process (workers get them from Beam)
+    out = fsio.norm(out_dir)
+    if fsio.is_local(out):
+        check_output_dir(Path(out))  # a file in the way or a read-only disk: exit 2 before any compute
+    clean_stale_work(out)
+    temp = fsio.join(out, f"{WORK_PREFIX}{uuid.uuid4().hex[:12]}")
     cache = None
     cache_files: list[str] = []
     if cache_dir is not None:
@@ -274,10 +257,9 @@ def label_from_config(
         "label_index": {n: i for i, n in enumerate(label_names)} if lc.input.label_column else None,
         "teacher_path": teacher_path, "fingerprint": fp, "num_threads": num_threads,
         "mask_token": mask_token, "cache_files": cache_files, "cache_enabled": cache is not None,
-        "work_dir": str(work), "schema": schema_with_metadata(label_names, storage),
+        "temp_dir": temp, "schema": schema_with_metadata(label_names, storage),
     }
     t_setup = time.perf_counter()
-    register_preloaded(teacher_path, fp, model)  # in-process workers reuse it instead of reloading
     try:
         if test_pipeline is not None:
             p = test_pipeline
@@ -286,42 +268,18 @@ def label_from_config(
         build_graph(p, plan)
         result = p.run()
         result.wait_until_finish()
-        metrics = _metric_sums(result)
+        teacher_ms = _teacher_ms(result)
+        t_pipeline = time.perf_counter()
+        summary = read_summary(temp)
+        counts, shards, rejected_files = summary_counts(summary, cache is not None)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        fsio.delete_tree(temp)
         raise
-    finally:
-        forget_preloaded(teacher_path, fp)
-    t_pipeline = time.perf_counter()
-
-    shard_stats = [json.loads(f.read_text()) for f in sorted((work / "stats").glob("part-*.json"))]
-    rej_stats = [json.loads(f.read_text()) for f in sorted((work / "stats").glob("rejected-*.json"))]
-    rows = sum(s["rows"] for s in shard_stats)
-    augmented = sum(s["augmented"] for s in shard_stats)
-    rejected = sum(s["rows"] for s in rej_stats)
-    reasons: dict[str, int] = {}
-    for s in rej_stats:
-        for k, v in s["reasons"].items():
-            reasons[k] = reasons.get(k, 0) + v
-    labeled = rows - augmented
-    read = metrics.get("rows_read", labeled + rejected)
-    if read != labeled + rejected:
-        shutil.rmtree(work, ignore_errors=True)
-        raise IntegrityError(f"label pipeline lost rows: read {read} but labeled {labeled} + rejected {rejected}; "
-                             "this is a bug, please report it")
     try:  # nothing labeled, or more rejected than label.max_rejected_fraction: exit 2, no manifest
-        check_rejected_fraction({"read": read, "labeled": labeled, "rejected": rejected,
-                                 "rejected_by_reason": reasons}, lc, files)
+        check_rejected_fraction(counts, lc, files)
     except InputError:
-        shutil.rmtree(work, ignore_errors=True)
+        fsio.delete_tree(temp)
         raise
-    shards = []
-    for s in sorted(shard_stats, key=lambda s: s["file"]):
-        shards.append({"file": s["file"], "rows": s["rows"], "sha256": sha256_file(work / s["file"]),
-                       "bytes": (work / s["file"]).stat().st_size})
-    rejected_files = [{"file": s["file"], "rows": s["rows"], "sha256": sha256_file(work / s["file"])}
-                      for s in sorted(rej_stats, key=lambda s: s["file"])]
-    teacher_s = metrics.get("teacher_ms", 0) / 1000
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -330,39 +288,32 @@ def label_from_config(
         "num_classes": len(label_names),
         "storage": storage,
         "top_k": lc.top_k if storage == "topk" else None,
-        "counts": {
-            "read": read, "labeled": labeled, "rejected": rejected,
-            "truncated": sum(s["truncated"] for s in shard_stats),
-            "truncated_augmented": sum(s["truncated_augmented"] for s in shard_stats),
-            "augmented": augmented, "rows_in_shards": rows,
-            "cache_hits": sum(s["cache_hits"] for s in shard_stats),
-            "cache_misses": sum(s["cache_misses"] for s in shard_stats) if cache is not None else rows,
-            "teacher_rows": metrics.get("teacher_rows"),
-            "teacher_tokens": metrics.get("teacher_tokens"),
-            "rejected_by_reason": dict(sorted(reasons.items())),
-        },
+        "counts": counts,
         "shards": shards,
         "rejected_files": rejected_files,
-        "data_hash": hashlib.sha256(json.dumps([(s["file"], s["sha256"]) for s in shards]).encode()).hexdigest(),
+        "data_hash": None,  # set by commit() from the committed shards' checksums
         "teacher": {"path": teacher_path, "resolved": resolve_model_path(teacher_path), "fingerprint": fp,
                     "max_length": lc.teacher.max_length, "num_threads": num_threads, "device": lc.teacher.device},
         "inputs": _input_fingerprints(files),
-        "beam_options": flags,
+        "beam_options": redact_flags(flags),
         "timings": {"setup_s": round(t_setup - t_start, 3), "pipeline_s": round(t_pipeline - t_setup, 3),
-                    "teacher_s": round(teacher_s, 3)},
+                    "teacher_s": round(teacher_ms / 1000, 3) if teacher_ms is not None else None},
         "config": cfg.model_dump(mode="json"),
     }
     if cache is not None:
         manifest["cache"] = {"dir": str(cache.dir), "files_read": len(cache_files)}
-    _commit(out_dir, work, cfg, manifest)  # the manifest is now in place: the output is complete
-    if cache is not None:
-        parts = sorted((work / "cache").glob("*.parquet")) if (work / "cache").is_dir() else []
-        try:
-            cache.commit(parts)
-            manifest["cache"].update(cache.evict(cfg.run.cache.max_rows))
-        except OSError as err:  # the labels are done; a cache that cannot be written only costs time
-            log.warning("teacher cache at %s not updated: %s", cache.dir, err)
-    shutil.rmtree(work, ignore_errors=True)
+    committed = [s["file"] for s in shards + rejected_files]
+    try:
+        commit(out, temp, committed, cfg.model_dump(mode="json"), manifest)  # the output is now complete
+        if cache is not None:
+            parts = [fsio.join(temp, s["cache_file"]) for s in summary["files"] if s.get("cache_file")]
+            try:
+                cache.commit(parts)
+                manifest["cache"].update(cache.evict(cfg.run.cache.max_rows))
+            except OSError as err:  # the labels are done; a cache that cannot be written only costs time
+                log.warning("teacher cache at %s not updated: %s", cache.dir, err)
+    finally:
+        fsio.delete_tree(temp)
     manifest["timings"]["total_s"] = round(time.perf_counter() - t_start, 3)
     return manifest
 
@@ -377,7 +328,7 @@ def run(argv: list[str] | None = None, test_pipeline=None) -> dict:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     known, beam_args = parser.parse_known_args(argv)
     cfg = load_config(known.config, known.overrides)
-    out = Path(known.output) if known.output else StagePaths(Path(cfg.output_dir)).label
+    out = known.output or StagePaths(Path(cfg.output_dir)).label  # a local path or a Beam URI (s3://...)
     manifest = label_from_config(cfg, out, beam_args=beam_args, test_pipeline=test_pipeline)
     print(json.dumps({"output": str(out), "counts": manifest["counts"], "timings": manifest["timings"]}, indent=2))
     return manifest

@@ -43,3 +43,23 @@ def worker_threads(cfg: Config, options) -> int:
         workers = d.direct_num_workers or cores
         return max(1, cores // max(1, workers))
     return cores
+
+
+#: Flags whose values are secrets (S3 keys, tokens, passwords): never written to a manifest or a log.
+_SECRET_WORDS = ("secret", "password", "token", "access_key", "credential")
+
+
+def redact_flags(flags: list[str]) -> list[str]:
+    """``--s3_secret_access_key=abc`` (or ``... abc`` as two items) -> ``...=***``; other flags unchanged."""
+    out: list[str] = []
+    hide_next = False
+    for flag in flags:
+        if hide_next and not flag.startswith("--"):
+            out.append("***")
+            hide_next = False
+            continue
+        name, eq, _ = flag.partition("=")
+        secret = any(w in name.lower() for w in _SECRET_WORDS) and name.startswith("--")
+        out.append(f"{name}=***" if secret and eq else flag)
+        hide_next = secret and not eq
+    return out

@@ -24,7 +24,15 @@ import pyarrow.parquet as pq
 import torch
 
 from zuoxiao.core.errors import IntegrityError
-from zuoxiao.core.shards import SCHEMA_VERSION, SHARD_SCHEMA, dense_from_topk, read_manifest, shard_paths
+from zuoxiao.core.shards import (
+    SCHEMA_VERSION,
+    SHARD_SCHEMA,
+    dense_from_topk,
+    is_uri,
+    open_shard,
+    read_manifest,
+    shard_paths,
+)
 from zuoxiao.student.losses import NO_GOLD
 
 COLUMNS = ["text", "gold", "logits", "topk_indices", "topk_logprobs", "residual_mass"]
@@ -42,7 +50,7 @@ class RawBatch:
 def check_shard_schema(path: Path) -> str:
     """Refuse a shard whose columns or schema version differ from SHARD_SCHEMA; return its storage."""
     try:
-        schema = pq.read_schema(path)
+        schema = pq.read_schema(open_shard(path))
     except (pa.ArrowInvalid, OSError) as err:
         raise IntegrityError(f"shard {path} is not a readable Parquet file ({err}); relabel or restore it") from None
     meta = schema.metadata or {}
@@ -99,7 +107,7 @@ class ShardStream:
 
     def __init__(self, label_dir: str | Path, batch_size: int, seed: int = 0, buffer_rows: int = 4096,
                  verify_checksums: bool = True):
-        self.label_dir = Path(label_dir)
+        self.label_dir = label_dir if is_uri(label_dir) else Path(label_dir)  # s3://... stays a URI
         self.manifest = read_manifest(self.label_dir, verify_checksums=verify_checksums)
         self.files = shard_paths(self.label_dir, self.manifest)
         if not self.files:
@@ -113,7 +121,7 @@ class ShardStream:
         self.storage = self.manifest.get("storage", "full")
         for f in self.files:
             storage = check_shard_schema(f)
-            names = json.loads((pq.read_schema(f).metadata or {}).get(b"zuoxiao.label_names", b"null"))
+            names = json.loads((pq.read_schema(open_shard(f)).metadata or {}).get(b"zuoxiao.label_names", b"null"))
             if storage != self.storage or (names is not None and names != self.label_names):
                 raise IntegrityError(
                     f"shard {f} (storage {storage!r}, labels {names}) does not match the manifest "
@@ -157,7 +165,7 @@ class ShardStream:
         # One row group at a time per file. (pyarrow.dataset's scanner was measured here to hold about a
         # whole file in memory even with read-ahead turned down; ParquetFile.iter_batches stays flat.)
         for i in order:
-            reader = pq.ParquetFile(self.files[i], pre_buffer=False)
+            reader = pq.ParquetFile(open_shard(self.files[i]), pre_buffer=False)
             for rb in reader.iter_batches(batch_size=1024, columns=COLUMNS, use_threads=False):
                 if rb.num_rows:
                     gold = rb.column("gold").fill_null(NO_GOLD).to_numpy().astype(np.int64)

@@ -7,15 +7,17 @@ Layout (safe to delete at any time; a missing or corrupt cache only means misses
         logits: list<float32> [C]       num_tokens: untruncated token count   truncated: bool
 
 A row is reused only when fingerprint (directory), max_length and text hash all match. Files are
-written by the label pipeline into its work dir and moved here only after the run succeeded, each
-with an atomic rename. The cache is bounded by ``max_rows``: the oldest files are evicted first.
+written by the label pipeline's workers into its temp dir and moved here only after the run
+succeeded, each with a rename. The cache is bounded by ``max_rows``: the oldest files are evicted first.
+
+All I/O goes through Beam's FileSystems (zuoxiao.core.fsio): the workers read the cache files, so on a
+runner whose workers do not share the launcher's disk the cache dir must be a path they can reach
+(gs://, s3://); for the DirectRunner a local dir is enough.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +25,8 @@ from pathlib import Path
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from zuoxiao.core import fsio
 
 log = logging.getLogger(__name__)
 
@@ -49,72 +53,71 @@ def cache_table(records: list[dict], schema: pa.Schema = CACHE_SCHEMA) -> pa.Tab
 
 class TeacherCache:
     def __init__(self, root: str | Path, fingerprint: str, max_length: int):
-        self.root = Path(root)
+        self.root = fsio.norm(root)  # a local path or a Beam URI
         self.fingerprint = fingerprint
         self.max_length = max_length
 
     @property
-    def dir(self) -> Path:
-        return self.root / self.fingerprint
+    def dir(self) -> str:
+        return fsio.join(self.root, self.fingerprint)
+
+    def _files(self) -> list[str]:
+        # Names start with a UTC timestamp, so name order is age order.
+        return fsio.list_files(fsio.join(self.dir, "*.parquet"))
 
     def valid_files(self) -> list[str]:
         """Cache files that open as Parquet with the cache schema, oldest first. Others: warned, skipped."""
-        if not self.dir.is_dir():
-            return []
         good = []
-        for p in sorted(self.dir.glob("*.parquet")):
+        for p in self._files():
             try:
-                schema = pq.read_schema(p)
+                with fsio.open_read(p) as f:
+                    schema = pq.read_schema(f)
                 if not schema.remove_metadata().equals(CACHE_SCHEMA):
                     raise ValueError(f"schema {schema.names} is not the cache schema")
-                pq.read_metadata(p)
             except Exception as err:  # noqa: BLE001 - any unreadable file is just a miss
                 log.warning("teacher cache: ignoring unreadable file %s (%s); delete it to silence this", p, err)
                 continue
-            good.append(str(p))
+            good.append(p)
         return good
 
-    def commit(self, parts: list[Path]) -> list[str]:
-        """Move finished cache parts (written by a successful run) into the cache, atomically each."""
-        if not parts:
-            return []
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def commit(self, parts: list[str]) -> list[str]:
+        """Move finished cache parts (written by a successful run) into the cache, one rename each."""
         tag = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
         added = []
         for part in sorted(parts):
-            final = self.dir / f"{tag}-{part.name}"
-            tmp = self.dir / f".{final.name}.tmp"
+            final = fsio.join(self.dir, f"{tag}-{part.rsplit('/', 1)[-1]}")
             try:
-                os.replace(part, tmp)  # same filesystem: a rename
-            except OSError:
-                shutil.copyfile(part, tmp)  # another filesystem: copy to a hidden name first
-            os.replace(tmp, final)
-            added.append(str(final))
+                fsio.move(part, final)
+            except Exception as err:  # noqa: BLE001 - Beam wraps filesystem errors in BeamIOError
+                raise OSError(f"could not move {part} to {final}: {err}") from err
+            added.append(final)
         return added
 
     def evict(self, max_rows: int) -> dict:
         """Delete the oldest cache files until at most ``max_rows`` rows remain."""
         files = []
-        for p in sorted(self.dir.glob("*.parquet")) if self.dir.is_dir() else []:
+        for p in self._files():
             try:
-                files.append((p, pq.read_metadata(p).num_rows))
+                with fsio.open_read(p) as f:
+                    files.append((p, pq.read_metadata(f).num_rows))
             except Exception:  # noqa: BLE001 - unreadable: evict it first
                 files.append((p, max_rows + 1))
         total = sum(n for _, n in files)
-        evicted = 0
-        # Names start with a UTC timestamp, so name order is age order.
+        evicted, doomed = 0, []
         while files and total > max_rows:
             p, n = files.pop(0)
-            p.unlink(missing_ok=True)
+            doomed.append(p)
             total -= n
             evicted += n
+        fsio.delete_files(doomed)
         return {"rows": total, "files": len(files), "evicted_rows": evicted}
 
 
 def _read_cache_file(path: str, max_length: int):
     """One cache file -> (text_hash, (logits, num_tokens, truncated)) for rows of this max_length."""
     try:
-        table = pq.read_table(path)
+        with fsio.open_read(path) as f:
+            table = pq.read_table(f)
     except Exception as err:  # noqa: BLE001 - deleted or corrupted since the run started: misses
         log.warning("teacher cache: cannot read %s (%s); its rows count as misses", path, err)
         return

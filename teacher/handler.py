@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -23,23 +22,6 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler
 
 log = logging.getLogger(__name__)
-
-#: Models already loaded in this process, keyed by (path, fingerprint). The label stage loads the
-#: teacher once in the launching process (for its fingerprint); in-memory runs reuse that copy
-#: instead of loading the weights a second time. Worker processes start empty and load from disk.
-_PRELOADED: dict[tuple[str, str], Any] = {}
-_PRELOAD_LOCK = threading.Lock()
-
-
-def register_preloaded(path: str, fp: str, model) -> None:
-    with _PRELOAD_LOCK:
-        _PRELOADED[(path, fp)] = model
-
-
-def forget_preloaded(path: str, fp: str) -> None:
-    with _PRELOAD_LOCK:
-        _PRELOADED.pop((path, fp), None)
-
 
 def tokenize_texts(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], list[int], list[bool]]:
     """Token ids truncated to ``max_length`` plus each text's untruncated token count.
@@ -121,9 +103,8 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
         threads = self.num_threads or max(1, os.cpu_count() or 1)
         torch.set_num_threads(threads)
         device = pick_device(self.device)
-        model = _PRELOADED.get((self.path, self.fingerprint)) if self.fingerprint else None
-        if model is None:
-            model = load_classifier(self.path, self.label_names, self.trust_remote_code)
+        # Each worker loads its own copy: a real runner's workers share nothing with the launcher.
+        model = load_classifier(self.path, self.label_names, self.trust_remote_code)
         model.to(device)
         tokenizer = load_tokenizer(self.path, self.trust_remote_code)
         log.info("teacher loaded on %s with %d torch threads", device, threads)

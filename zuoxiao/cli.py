@@ -136,7 +136,7 @@ def _dispatch(args) -> int:
         from zuoxiao.pipelines.label import label_from_config
 
         cfg = _load(args)
-        out = Path(args.output) if args.output else StagePaths(Path(cfg.output_dir)).label
+        out = args.output or StagePaths(Path(cfg.output_dir)).label  # a local path or a Beam URI (s3://...)
         with _stage_lock(cfg, args):
             manifest = label_from_config(cfg, out, beam_args=args.beam_args)
         _print_json({"output": str(out), "counts": manifest["counts"]})

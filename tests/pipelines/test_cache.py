@@ -57,13 +57,14 @@ def test_cache_is_bounded_oldest_first(tmp_path):
     import pyarrow as pa
 
     c = TeacherCache(tmp_path, "fp", 16)
-    c.dir.mkdir(parents=True)
+    cdir = tmp_path / "fp"  # TeacherCache.dir is a string: the cache may live on any Beam filesystem
+    cdir.mkdir(parents=True)
     for i, n in enumerate([5, 5, 5]):
         t = pa.Table.from_pydict({"text_hash": [f"{i}-{j}" for j in range(n)], "max_length": [16] * n,
                                   "logits": [[0.0, 1.0]] * n, "num_tokens": [3] * n, "truncated": [False] * n},
                                  schema=CACHE_SCHEMA)
-        pq.write_table(t, c.dir / f"2026010{i}T000000-x-part.parquet")
+        pq.write_table(t, cdir / f"2026010{i}T000000-x-part.parquet")
     assert c.evict(10) == {"rows": 10, "files": 2, "evicted_rows": 5}
-    assert sorted(p.name[:9] for p in c.dir.glob("*.parquet")) == ["20260101T", "20260102T"]
+    assert sorted(p.name[:9] for p in cdir.glob("*.parquet")) == ["20260101T", "20260102T"]
     assert len(c.valid_files()) == 2
     assert TeacherCache(tmp_path / "missing", "fp", 16).valid_files() == []

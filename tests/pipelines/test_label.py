@@ -78,7 +78,10 @@ def test_manifest_shards_schema_and_determinism(tmp_path, make_cfg):
     # stale output from an older run must not survive a rerun into the same dir
     (b / "shards").mkdir(parents=True)
     pq.write_table(pa.table({"x": [1]}), b / "shards" / "part-00099-of-00100.parquet")
+    (b / ".work-dead" / "shards").mkdir(parents=True)  # the temp dir of a run killed with -9
+    (b / ".work-dead" / "shards" / "part-00000-of-00005.parquet").write_bytes(b"half")
     mb = label_from_config(cfg, b)
+    assert not list(b.glob(".work-*"))
     assert sorted(p.name for p in (b / "shards").iterdir()) == sorted(s["file"][7:] for s in mb["shards"])
     assert ma["data_hash"] == mb["data_hash"]
     assert [s["sha256"] for s in ma["shards"]] == [s["sha256"] for s in mb["shards"]]
@@ -122,7 +125,40 @@ def test_multi_processing_two_workers_gives_the_same_shards(tmp_path, make_cfg):
     m2 = label_from_config(cfg, tmp_path / "two",
                            beam_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
     assert "--direct_running_mode=multi_processing" in m2["beam_options"]
-    assert m1["data_hash"] == m2["data_hash"] and m1["counts"]["labeled"] == m2["counts"]["labeled"] == 12
+    assert m1["data_hash"] == m2["data_hash"] and m1["counts"] == m2["counts"] and m2["counts"]["labeled"] == 12
+    assert [(s["file"], s["sha256"]) for s in m1["shards"] + m1["rejected_files"]] == \
+        [(s["file"], s["sha256"]) for s in m2["shards"] + m2["rejected_files"]]
+    # counts came from the pipeline's own summary (written by the workers through FileSystems),
+    # and teacher counts from the written rows, not from process-local metrics
+    assert m2["counts"]["teacher_rows"] == 12 and m2["counts"]["teacher_tokens"] == m1["counts"]["teacher_tokens"]
+
+
+def test_failed_pipeline_keeps_the_previous_output(tmp_path, make_cfg, monkeypatch):
+    """A run that dies inside the pipeline removes its temp dir and leaves the last good output intact."""
+    from zuoxiao.pipelines import write
+
+    cfg = make_cfg(write_tsv(tmp_path / "in.tsv", SENTENCES))
+    out = tmp_path / "o"
+    good = label_from_config(cfg, out)
+
+    def broken(self, item, num_shards):
+        raise OSError("disk full (simulated)")
+        yield  # a generator, like the real process()
+
+    monkeypatch.setattr(write.WriteShard, "process", broken)
+    with pytest.raises(Exception, match="disk full"):
+        label_from_config(cfg, out)
+    assert read_manifest(out)["data_hash"] == good["data_hash"]  # still complete and verified
+    assert not list(out.glob(".work-*"))
+
+
+def test_secrets_never_reach_the_manifest():
+    from zuoxiao.pipelines.options import redact_flags
+
+    assert redact_flags(["--s3_secret_access_key=abc", "--s3_access_key_id", "AKIA", "--project=p",
+                         "--s3_session_token=t", "--runner=DirectRunner"]) == [
+        "--s3_secret_access_key=***", "--s3_access_key_id", "***", "--project=p",
+        "--s3_session_token=***", "--runner=DirectRunner"]
 
 
 def test_topk_storage_and_automatic_label_map(tmp_path, make_cfg):

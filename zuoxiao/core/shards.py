@@ -7,6 +7,11 @@ A label output directory holds:
     shards/part-00000-of-00003.parquet ...   soft labels (zstd, compliant nested lists)
     rejected/rejected-*.parquet               dead-letter rows: original row (JSON) + reason
     manifest.json                             written LAST: its presence marks the output complete
+
+The directory may be local or a URI (``s3://bucket/prefix``, ``gs://...``): readers resolve it with
+``resolve_filesystem`` to a pyarrow filesystem. S3 settings come from the environment:
+AWS_ENDPOINT_URL (e.g. ``http://127.0.0.1:9000`` for MinIO/moto; unset = AWS), AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and AWS_REGION / AWS_DEFAULT_REGION.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from zuoxiao.core.errors import IntegrityError
 
@@ -86,17 +93,86 @@ def write_json_atomic(path: str | Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
+def is_uri(path: str | Path) -> bool:
+    """True for ``scheme://...`` (s3, gs, hdfs ...); local paths and ``file://`` are not URIs here."""
+    return isinstance(path, str) and "://" in path and not path.startswith("file://")
+
+
+def _s3_from_env() -> pafs.S3FileSystem:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    kwargs: dict = {}
+    if endpoint:
+        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+        kwargs.update(endpoint_override=parsed.netloc, scheme=parsed.scheme or "https")
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        kwargs.update(access_key=os.environ["AWS_ACCESS_KEY_ID"],
+                      secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+                      session_token=os.environ.get("AWS_SESSION_TOKEN"))
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region"] = region
+    return pafs.S3FileSystem(**kwargs)
+
+
+def resolve_filesystem(path: str | Path) -> tuple[pafs.FileSystem, str]:
+    """A local path or URI -> (pyarrow filesystem, path inside it).
+
+    ``s3://bucket/key`` -> S3FileSystem configured from the AWS_* environment (module docstring) and
+    ``bucket/key``; other URIs (gs://, hdfs://) -> pyarrow's own ``FileSystem.from_uri``; anything else
+    -> the local filesystem and an absolute path.
+    """
+    if not is_uri(path):
+        p = str(path)[len("file://"):] if str(path).startswith("file://") else str(path)
+        return pafs.LocalFileSystem(), os.path.abspath(p)
+    if str(path).startswith("s3://"):
+        return _s3_from_env(), str(path)[len("s3://"):].rstrip("/")
+    try:
+        return pafs.FileSystem.from_uri(str(path))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
+        raise IntegrityError(f"cannot open {path}: {err}; use a local path, s3:// or gs://") from None
+
+
+def _join(label_dir: str | Path, rel: str) -> str | Path:
+    return f"{str(label_dir).rstrip('/')}/{rel}" if is_uri(label_dir) else Path(label_dir) / rel
+
+
+def open_shard(path: str | Path):
+    """What pyarrow.parquet reads: local paths unchanged; URIs as a random-access file on their filesystem."""
+    if not is_uri(path):
+        return path
+    fs, inner = resolve_filesystem(path)
+    try:
+        return fs.open_input_file(inner)
+    except OSError as err:
+        raise IntegrityError(f"cannot read shard {path}: {err}; check the AWS_* settings or relabel") from None
+
+
+def _sha256_fs(fs: pafs.FileSystem, path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with fs.open_input_stream(path) as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def read_manifest(label_dir: str | Path, verify_checksums: bool = True) -> dict:
-    """Load and check a label output. Raises IntegrityError naming the problem and the fix."""
-    label_dir = Path(label_dir)
-    mpath = label_dir / MANIFEST
-    if not mpath.is_file():
+    """Load and check a label output (a local dir or a URI). Raises IntegrityError naming the problem and the fix."""
+    fs, root = resolve_filesystem(label_dir)
+    mpath = _join(label_dir, MANIFEST)
+    try:
+        if fs.get_file_info(f"{root}/{MANIFEST}").type != pafs.FileType.File:
+            raise FileNotFoundError(mpath)
+        with fs.open_input_stream(f"{root}/{MANIFEST}") as f:
+            text = f.read().decode()
+    except FileNotFoundError:
         raise IntegrityError(
             f"{label_dir} has no {MANIFEST}: the label stage did not finish there (or this is not a label "
             "output directory); rerun `zuoxiao label` or point at a completed output"
-        )
+        ) from None
+    except OSError as err:
+        raise IntegrityError(f"cannot read {mpath}: {err}; check the path (and the AWS_* settings for s3://)") from None
     try:
-        manifest = json.loads(mpath.read_text())
+        manifest = json.loads(text)
     except json.JSONDecodeError as err:
         raise IntegrityError(f"{mpath} is not valid JSON ({err}); rerun the label stage") from None
     version = manifest.get("schema_version")
@@ -106,18 +182,19 @@ def read_manifest(label_dir: str | Path, verify_checksums: bool = True) -> dict:
             "relabel with this version of zuoxiao"
         )
     for shard in manifest.get("shards", []):
-        p = label_dir / shard["file"]
-        if not p.is_file():
+        p, inner = _join(label_dir, shard["file"]), f"{root}/{shard['file']}"
+        if fs.get_file_info(inner).type != pafs.FileType.File:
             raise IntegrityError(f"shard {p} listed in the manifest is missing; relabel or restore it")
-        if verify_checksums and sha256_file(p) != shard["sha256"]:
+        if verify_checksums and _sha256_fs(fs, inner) != shard["sha256"]:
             raise IntegrityError(
                 f"shard {p} does not match the sha256 in {mpath} (corrupt or modified); relabel or restore it"
             )
     return manifest
 
 
-def shard_paths(label_dir: str | Path, manifest: dict) -> list[Path]:
-    return [Path(label_dir) / s["file"] for s in manifest["shards"]]
+def shard_paths(label_dir: str | Path, manifest: dict) -> list:
+    """Shard locations: Paths for a local dir, URI strings otherwise (open either with ``open_shard``)."""
+    return [_join(label_dir, s["file"]) for s in manifest["shards"]]
 
 
 # --- decoding soft labels: the one place that turns stored columns back into distributions ---
