@@ -34,9 +34,10 @@ class TfidfBaseline:
 
         half = self.max_features // 2
         return FeatureUnion([
-            ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=half,
-                                     lowercase=True)),
-            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2,
+            # single-character words count too (emoji-less tweets, "a", "i"): token_pattern keeps them
+            ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=half, lowercase=True,
+                                     token_pattern=r"(?u)\b\w+\b")),
+            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
                                      max_features=half, lowercase=True)),
         ])
 

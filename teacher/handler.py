@@ -66,9 +66,15 @@ class LoadedTeacher:
         self.tokenizer = tokenizer
         self.device = device
 
-    def predict(self, input_ids: list[list[int]]) -> np.ndarray:
-        """input_ids: B lists of token ids (lengths may differ) -> logits [B, C] float32."""
+    def predict(self, input_ids: list[list[int]], texts: list[str] | None = None) -> np.ndarray:
+        """input_ids: B lists of token ids (lengths may differ) -> logits [B, C] float32.
+
+        An ensemble (teacher.ensemble.EnsembleClassifier) tokenises ``texts`` per member instead.
+        """
         import torch
+
+        if hasattr(self.model, "predict_texts"):
+            return self.model.predict_texts(texts)
 
         if len({len(x) for x in input_ids}) == 1:
             # Equal lengths (the pipeline's length groups): nothing to pad or mask, and attention
@@ -138,7 +144,7 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
         if not batch:
             return []
         start = time.perf_counter()
-        logits = model.predict([r["input_ids"] for r in batch])  # [B, C]
+        logits = model.predict([r["input_ids"] for r in batch], [r["text"] for r in batch])  # [B, C]
         Metrics.counter("zuoxiao", "teacher_ms").inc(int((time.perf_counter() - start) * 1000))
         Metrics.counter("zuoxiao", "teacher_rows").inc(len(batch))
         Metrics.counter("zuoxiao", "teacher_tokens").inc(sum(len(r["input_ids"]) for r in batch))

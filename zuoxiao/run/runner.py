@@ -32,6 +32,7 @@ from zuoxiao.core.fingerprint import (
     model_fingerprint,
     outputs_intact,
     outputs_record,
+    teacher_fingerprint,
 )
 from zuoxiao.core.lock import RunLock
 from zuoxiao.core.paths import StagePaths, teacher_path_for_label
@@ -118,7 +119,8 @@ def stage_inputs(cfg, stage: str) -> dict:
     inputs: dict = {"seed": cfg.seed, "task": task}
     if stage == "finetune":
         inputs.update(finetune=cfg.finetune.model_dump(mode="json"), data=data_fingerprint(cfg.finetune.data),
-                      eval=data_fingerprint(cfg.task.eval), backbone=model_fingerprint(cfg.finetune.teacher.path))
+                      eval=data_fingerprint(cfg.task.eval), dev=data_fingerprint(cfg.task.dev),
+                      backbone=model_fingerprint(cfg.finetune.teacher.path))
     elif stage == "label":
         label = cfg.label.model_dump(mode="json")
         # Where and how parallel the pipeline runs does not change the labels: moving the label stage to
@@ -130,7 +132,7 @@ def stage_inputs(cfg, stage: str) -> dict:
     else:
         inputs.update({stage: getattr(cfg, stage).model_dump(mode="json"), "eval": data_fingerprint(cfg.task.eval)})
     if stage != "finetune" and cfg.finetune is None:
-        inputs["teacher"] = model_fingerprint(cfg.label.teacher.path)
+        inputs["teacher"] = teacher_fingerprint(cfg.label.teacher)  # every ensemble member when members: is set
     return inputs
 
 
