@@ -106,9 +106,14 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
         device: str = "auto",
         num_threads: int | None = None,
         trust_remote_code: bool = False,
+        members: list[dict] | None = None,
+        combine: str = "prob",
+        max_length: int = 128,
     ):
         # No **kwargs: ModelHandler would swallow a misspelled argument silently.
+        # members ({path, weight} dicts): an ensemble (teacher/ensemble.py) instead of the model at `path`.
         super().__init__()
+        self.members, self.combine, self.max_length = members, combine, max_length
         self.path = path
         self.label_names = list(label_names)
         self.fingerprint = fingerprint
@@ -128,7 +133,12 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
         torch.set_num_threads(threads)
         device = pick_device(self.device)
         model = _PRELOADED.get((self.path, self.fingerprint)) if self.fingerprint else None
-        if model is None:
+        if model is None and self.members:
+            from zuoxiao.teacher.ensemble import load_ensemble
+
+            model = load_ensemble(self.members, self.label_names, self.combine, self.max_length,
+                                  self.trust_remote_code)
+        elif model is None:
             model = load_classifier(self.path, self.label_names, self.trust_remote_code)
         model.to(device)
         tokenizer = load_tokenizer(self.path, self.trust_remote_code)

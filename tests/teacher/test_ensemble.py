@@ -110,3 +110,33 @@ def test_config_of_members():
                      ({"members": ["x", "y"], "combine": "max"}, "combine")]:
         with pytest.raises(ConfigError, match=msg):
             parse_config({"label": {"input": {"path": "in.jsonl"}, "teacher": bad}})
+
+
+@pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])
+def test_label_stage_labels_with_the_ensemble(tmp_path, members, mode):
+    """label.teacher.members through the Beam pipeline: shard logits = the ensemble's, fingerprint = its."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from zuoxiao.pipelines.label import label_from_config
+
+    texts = [t for t in TEXTS if t != "the"] * 2 + ["good", "bad bad"]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t, "id": f"r{i}"}) + "\n"
+                                               for i, t in enumerate(texts)))
+    beam = {"direct_num_workers": 2, "direct_running_mode": mode} if mode != "in_memory" else {}
+    cfg = parse_config({"output_dir": str(tmp_path / "o"), "label": {
+        "input": {"path": str(tmp_path / "in.jsonl"), "label_column": None, "id_column": "id"},
+        "teacher": {"members": [members["a"], {"path": members["b"], "weight": 2}], "max_length": 32,
+                    "num_threads": 1},
+        "batch_size": 4, "beam": beam}})
+    m = label_from_config(cfg, tmp_path / "label")
+    ens = load_teacher(cfg.label.teacher)
+    assert m["teacher"]["fingerprint"] == fingerprint(ens) and m["teacher"]["combine"] == "prob"
+    assert [x["weight"] for x in m["teacher"]["members"]] == [1.0, 2.0] and m["label_names"] == ["neg", "pos"]
+    rows = {r["id"]: r for s in m["shards"] for r in pq.read_table(tmp_path / "label" / s["file"]).to_pylist()}
+    got = np.array([rows[f"r{i}"]["logits"] for i in range(len(texts))])
+    np.testing.assert_allclose(got, ens.predict_texts(texts), atol=1e-4)
+    with pytest.raises(ConfigError, match="members and finetune are both set"):
+        label_from_config(parse_config({**cfg.model_dump(mode="json"), "finetune": {"data": {"path": "g.jsonl"}}}),
+                          tmp_path / "x")

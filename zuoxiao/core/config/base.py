@@ -78,7 +78,8 @@ class TeacherSpec(StrictModel):
             if len(self.members) < 2:
                 raise ValueError(f"teacher.members has {len(self.members)} member(s); an ensemble needs at "
                                  "least 2 (for one teacher set teacher.path instead)")
-            if "path" in self.model_fields_set:
+            # (the default path comes back in every resolved config: only another path is a conflict)
+            if self.path != EMBEDDED_TEACHER:
                 raise ValueError("teacher.path and teacher.members are both set; an ensemble takes its models "
                                  "from members only: remove teacher.path")
             paths = [m.path for m in self.members]
