@@ -169,7 +169,8 @@ def main(argv=None) -> int:
         **{k: None for k in LLM_KEYS}, "llm_reason": "LLM teacher not integrated yet",
         "few_shot_cost_ratio": None,
         "ensemble_acc": ensemble_acc,
-        "ensemble": f"the 2 best search trials by dev (lr {[t['lr'] for t in top2]}), probabilities averaged",
+        "ensemble": (f"the 2 best search trials by dev (lr {[t['lr'] for t in top2]}), probabilities averaged"
+                     if ensemble_acc is not None else "null: the search ran fewer than 2 trials (--search-lr)"),
         **result_extra,
         "best_teacher": best_name, "best_teacher_acc": candidates[best_name][1],
         "dev_acc": {k: v[0] for k, v in candidates.items()},
