@@ -139,6 +139,8 @@ def build_graph(p, plan: dict):
         plan["teacher_path"], plan["label_names"], fingerprint=plan["fingerprint"],
         device=lc.teacher.device, num_threads=plan["num_threads"],
         trust_remote_code=lc.teacher.trust_remote_code,
+        members=[m.model_dump() for m in lc.teacher.members] if lc.teacher.members else None,
+        combine=lc.teacher.combine, max_length=lc.teacher.max_length,
     )
     inferred = (
         records
@@ -214,6 +216,10 @@ def label_from_config(
     lc = cfg.label
     if lc.input is None:
         raise ConfigError("label.input is missing: give the task rows to label, e.g. --set label.input.path=data.jsonl")
+    members = lc.teacher.members
+    if members and cfg.finetune is not None:
+        raise ConfigError("label.teacher.members and finetune are both set, and the label stage uses the fine-tuned "
+                          "teacher: remove one (ensemble fine-tuned teachers by listing their directories as members)")
     if teacher_path is None:
         teacher_path = teacher_path_for_label(cfg, StagePaths(Path(cfg.output_dir)))
         if cfg.finetune is not None and not (Path(teacher_path) / "config.json").is_file():
@@ -222,12 +228,21 @@ def label_from_config(
                 "`zuoxiao finetune-teacher CONFIG` first, or `zuoxiao run CONFIG`, or --set finetune=null "
                 "to label with label.teacher.path"
             )
+    if members and teacher_path == lc.teacher.path:
+        teacher_path = members[0].path  # its tokenizer groups rows by length; each member re-tokenises the text
     files = input_files(lc.input)
     check_columns(files, lc.input)
     label_names, label_source = resolve_label_names(cfg, teacher_path, files)
     # The launcher loads the teacher only for its fingerprint; every worker loads its own copy in
     # TeacherModelHandler.load_model (workers of a real runner share no memory with this process).
-    fp = fingerprint(load_classifier(teacher_path, label_names, lc.teacher.trust_remote_code))
+    if members:
+        from zuoxiao.teacher.loader import load_teacher
+
+        model = load_teacher(lc.teacher, label_names)  # an EnsembleClassifier; label names checked per member
+    else:
+        model = load_classifier(teacher_path, label_names, lc.teacher.trust_remote_code)
+    fp = fingerprint(model)
+    del model
     mask_token = load_tokenizer(teacher_path, lc.teacher.trust_remote_code).mask_token or "[MASK]"
     storage = storage_kind(len(label_names), lc.max_full_classes)
     flags = beam_flags(cfg, beam_args)
@@ -293,7 +308,9 @@ def label_from_config(
         "rejected_files": rejected_files,
         "data_hash": None,  # set by commit() from the committed shards' checksums
         "teacher": {"path": teacher_path, "resolved": resolve_model_path(teacher_path), "fingerprint": fp,
-                    "max_length": lc.teacher.max_length, "num_threads": num_threads, "device": lc.teacher.device},
+                    "max_length": lc.teacher.max_length, "num_threads": num_threads, "device": lc.teacher.device,
+                    **({"members": [m.model_dump() for m in members], "combine": lc.teacher.combine}
+                       if members else {})},
         "inputs": _input_fingerprints(files),
         "beam_options": redact_flags(flags),
         "timings": {"setup_s": round(t_setup - t_start, 3), "pipeline_s": round(t_pipeline - t_setup, 3),

@@ -1,8 +1,18 @@
 """`zuoxiao finetune-teacher`: fine-tune a sequence-classification backbone on gold labels.
 
 The result is a save_pretrained directory (safetensors, tokenizer + vocab.txt, id2label = label names,
-config.resolved.yaml, metrics.json) that the label stage takes as its teacher. It runs the same
-Accelerate loop as student distillation (student/loop.py), with cross-entropy on gold labels.
+config.resolved.yaml, metrics.json) that the label stage takes as its teacher. It runs the shared
+Accelerate loop (zuoxiao/core/loop.py) with cross-entropy on gold labels.
+
+What makes the defaults work on 2 to 77 classes without tuning:
+- the schedule scales with the data (`epochs: auto`, see `plan_epochs`): a floor of optimizer steps,
+  more passes when each class has few rows, a cap on passes;
+- the newly initialised head trains at `optim.head_lr` (a random head at a backbone's lr is the main
+  reason a 77-class fine-tune stalls), the pretrained backbone at `optim.lr`, both after a warmup;
+- early stopping and the kept weights are decided on the dev set (task.dev, or a stratified slice of
+  the gold rows), never on task.eval;
+- a TF-IDF + logistic-regression baseline (teacher/baseline.py) is fitted on the same rows, and a
+  teacher that does not beat it by `min_gain_over_baseline` stops the run (exit 3) before labelling.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ import math
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +31,12 @@ import torch.nn.functional as F
 
 from zuoxiao.core.config import Config, save_resolved
 from zuoxiao.core.datasource import read_labelled
-from zuoxiao.core.errors import ConfigError
+from zuoxiao.core.errors import ConfigError, GateFailed
 from zuoxiao.core.evaluate import evaluate_texts
 from zuoxiao.core.loop import LoopSpec, fit, make_accelerator
 from zuoxiao.core.modelio import count_params, freeze_word_embeddings, save_model_dir
 from zuoxiao.core.shards import write_json_atomic
+from zuoxiao.teacher.baseline import fit_baseline
 from zuoxiao.teacher.model import load_classifier, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -54,47 +66,94 @@ class GoldBatches:
             yield [self.texts[i] for i in chunks[j]], self.labels[chunks[j]]
 
 
-def split_eval(texts, labels, fraction: float, seed: int):
-    """Hold out ``fraction`` of the rows (seeded) when there is no task.eval."""
+def stratified_split(texts: list[str], labels: list[int], fraction: float, seed: int, max_rows: int | None = None):
+    """Hold out ~``fraction`` of each class (seeded) as a dev set -> ((train_x, train_y), (dev_x, dev_y)).
+
+    Every class with at least 2 rows puts at least one row in dev and keeps at least one for training;
+    ``max_rows`` caps the dev set (scaling every class down alike).
+    """
     rng = np.random.default_rng([seed, 4])
-    perm = rng.permutation(len(texts))
-    n_eval = int(round(fraction * len(texts)))
-    ev, tr = perm[:n_eval], perm[n_eval:]
-    return ([texts[i] for i in tr], [labels[i] for i in tr]), ([texts[i] for i in ev], [labels[i] for i in ev])
+    y = np.asarray(labels)
+    share = fraction if not max_rows else min(fraction, max_rows / max(len(y), 1))
+    dev_idx = []
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        if len(rows) < 2:
+            continue
+        rng.shuffle(rows)
+        dev_idx += rows[: min(len(rows) - 1, max(1, int(round(share * len(rows)))))].tolist()
+    in_dev = np.zeros(len(y), dtype=bool)
+    in_dev[dev_idx] = True
+    tr, dv = np.flatnonzero(~in_dev), np.flatnonzero(in_dev)
+    return ([texts[i] for i in tr], [labels[i] for i in tr]), ([texts[i] for i in dv], [labels[i] for i in dv])
 
 
-def finetune_teacher(cfg: Config, out_dir: Path) -> dict:
-    """Fine-tune cfg.finetune.teacher on cfg.finetune.data; returns (and writes) metrics.json."""
+@dataclass
+class GoldSplits:
+    label_names: list[str]
+    train: tuple[list[str], list[int]]
+    dev: tuple[list[str], list[int]]
+    dev_source: str
+    eval: tuple[list[str], list[int]] | None
+    skipped: dict
+
+
+def read_splits(cfg: Config) -> GoldSplits:
+    """Gold rows to train on, the dev set that selects (task.dev or a stratified split) and task.eval."""
+    ft = cfg.finetune
+    data = read_labelled(ft.data, cfg.task.label_names)
+    names = data.label_names
+    if cfg.task.dev is not None:
+        dev = read_labelled(cfg.task.dev, names)
+        train, dev_xy, source = (data.texts, data.labels), (dev.texts, dev.labels), "task.dev"
+    else:
+        train, dev_xy = stratified_split(data.texts, data.labels, ft.dev_fraction, cfg.seed, ft.dev_max_rows)
+        source = (f"split from finetune.data (task.dev is null): {len(dev_xy[0])} of {len(data.texts)} rows, "
+                  f"stratified, seed {cfg.seed}")
+        log.warning("finetune: no task.dev; held out %s", source.split(": ", 1)[1])
+        if not dev_xy[0]:
+            raise ConfigError("finetune: no class has 2 gold rows, so no dev set can be split off; give task.dev "
+                              "or more gold rows")
+    ev = read_labelled(cfg.task.eval, names) if cfg.task.eval is not None else None
+    return GoldSplits(names, train, dev_xy, source, (ev.texts, ev.labels) if ev else None, data.skipped)
+
+
+def plan_epochs(ft, rows: int, num_classes: int, steps_per_epoch: int, epochs=None) -> tuple[float, str]:
+    """Epochs for ``optim.epochs`` (or ``epochs``): a number is kept; 'auto' scales with rows and classes.
+
+    auto = min(max_epochs, max(min_epochs, min_steps / steps_per_epoch, rows_per_class * classes / rows)):
+    a small set still gets min_steps updates, and each class is seen ~rows_per_class times in total.
+    """
+    epochs = ft.optim.epochs if epochs is None else epochs
+    if epochs != "auto":
+        return float(epochs), "optim.epochs"
+    by_steps = ft.min_steps / max(steps_per_epoch, 1)
+    by_class = ft.rows_per_class * num_classes / max(rows, 1)
+    chosen = round(min(ft.max_epochs, max(ft.min_epochs, by_steps, by_class)), 2)
+    why = (f"auto: min(max_epochs {ft.max_epochs:g}, max(min_epochs {ft.min_epochs:g}, min_steps {ft.min_steps} / "
+           f"{steps_per_epoch} steps per epoch = {by_steps:.2f}, rows_per_class {ft.rows_per_class} x "
+           f"{num_classes} classes / {rows} rows = {by_class:.2f}))")
+    return chosen, why
+
+
+def train_candidate(cfg: Config, splits: GoldSplits, accelerator, out_dir: Path, lr: float, epochs) -> tuple:
+    """One fine-tune of the configured backbone at (lr, epochs) -> (model, tokenizer, info).
+
+    The model comes back unwrapped, in eval mode, holding the weights of its best dev evaluation.
+    """
     from accelerate.utils import set_seed
 
-    if cfg.finetune is None:
-        raise ConfigError("finetune: section is missing; add finetune.data (gold-labelled rows) to the config")
-    t0 = time.time()
-    ft, out_dir = cfg.finetune, Path(out_dir)
-    data = read_labelled(ft.data, cfg.task.label_names)
-    label_names = data.label_names
-    selection = cfg.task.dev or cfg.task.eval  # never select on the test set when a dev set exists
-    if selection is not None:
-        ev = read_labelled(selection, label_names)
-        eval_from = "task.dev" if cfg.task.dev is not None else "task.eval"
-        (tr_x, tr_y), (ev_x, ev_y) = (data.texts, data.labels), (ev.texts, ev.labels)
-    elif ft.eval_fraction > 0:
-        (tr_x, tr_y), (ev_x, ev_y) = split_eval(data.texts, data.labels, ft.eval_fraction, cfg.seed)
-        eval_from = f"{ft.eval_fraction:.0%} of finetune.data"
-    else:
-        (tr_x, tr_y), (ev_x, ev_y), eval_from = (data.texts, data.labels), ([], []), None
-    if ft.teacher.num_threads:
-        torch.set_num_threads(ft.teacher.num_threads)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    accelerator = make_accelerator(ft.optim.mixed_precision, out_dir, cpu=ft.teacher.device == "cpu")
+    ft, names = cfg.finetune, splits.label_names
     set_seed(cfg.seed)
-    model = load_classifier(ft.teacher.path, label_names, ft.teacher.trust_remote_code)
+    new_params: set[str] = set()
+    model = load_classifier(ft.teacher.path, names, ft.teacher.trust_remote_code, new_params=new_params)
     tokenizer = load_tokenizer(ft.teacher.path, ft.teacher.trust_remote_code)
     if ft.freeze_embeddings:
         freeze_word_embeddings(model)
     model.train()
-    counts = count_params(model)
-    max_len = ft.teacher.max_length
+    max_len, o = ft.teacher.max_length, ft.optim
+    tr_x, tr_y = splits.train
+    dev_x, dev_y = splits.dev
 
     def collate(raw):
         texts, labels = raw
@@ -107,30 +166,139 @@ def finetune_teacher(cfg: Config, out_dir: Path) -> dict:
         return loss, {"ce": float(loss.detach())}
 
     def evaluate(m):
-        res = evaluate_texts(m, tokenizer, ev_x, ev_y, len(label_names), max_len)
+        res = evaluate_texts(m, tokenizer, dev_x, dev_y, len(names), max_len)
         res.pop("predictions")
         return res
 
-    o = ft.optim
-    spec = LoopSpec(out_dir=out_dir, lr=o.lr, weight_decay=o.weight_decay, epochs=o.epochs, max_steps=o.max_steps,
+    source = GoldBatches(tr_x, tr_y, o.batch_size, cfg.seed)
+    steps_per_epoch = len(source) // accelerator.num_processes // o.grad_accum
+    n_epochs, epochs_from = plan_epochs(ft, len(tr_x), len(names), steps_per_epoch, epochs)
+    spec = LoopSpec(out_dir=out_dir, lr=lr, weight_decay=o.weight_decay, epochs=n_epochs, max_steps=o.max_steps,
                     grad_accum=o.grad_accum, warmup_ratio=o.warmup_ratio, schedule=o.schedule,
                     max_grad_norm=o.max_grad_norm, eval_every=ft.eval_every, checkpoint_every=None,
-                    desc="finetune")
-    source = GoldBatches(tr_x, tr_y, o.batch_size, cfg.seed)
-    info = fit(accelerator, model, source, collate, loss_fn, evaluate if ev_x else None, spec)
+                    patience=ft.early_stopping_patience, desc="finetune",
+                    head_params=frozenset(new_params), head_lr=o.head_lr)
+    t0 = time.perf_counter()
+    info = fit(accelerator, model, source, collate, loss_fn, evaluate, spec)
     model = accelerator.unwrap_model(model)
-    final = evaluate(model) if ev_x else {}
+    info.update(lr=lr, head_lr=o.head_lr if new_params else None, head_params=sorted(new_params),
+                epochs=n_epochs, epochs_from=epochs_from, seconds=round(time.perf_counter() - t0, 1))
+    return model, tokenizer, info
+
+
+def _scores(model, tokenizer, xy, n_classes: int, max_len: int) -> dict | None:
+    if not xy or not xy[0]:
+        return None
+    res = evaluate_texts(model, tokenizer, xy[0], xy[1], n_classes, max_len)
+    res.pop("predictions")
+    return res
+
+
+def run_search(cfg: Config, splits: GoldSplits, accelerator, out_dir: Path, keep_trials: bool = False):
+    """Each (lr, epochs) of finetune.search as its own run scored on dev; -> (best model, tokenizer, report).
+
+    Trials run in grid order; one that would overrun search.budget_s (seconds per step measured on the
+    trials so far x its planned steps) is skipped and reported. keep_trials saves every trial's model
+    under out_dir/trials/<k>/ (bench/teacher_quality.py ensembles them).
+    """
+    s, t0 = cfg.finetune.search, time.perf_counter()
+    trials, best, per_step = [], None, None
+    names, max_len = splits.label_names, cfg.finetune.teacher.max_length
+    for k, (lr, ep) in enumerate((lr, ep) for lr in s.lr for ep in s.epochs):
+        trial = {"trial": k, "lr": lr, "epochs": ep}
+        if per_step is not None:
+            spe = math.ceil(len(splits.train[0]) / cfg.finetune.optim.batch_size) // cfg.finetune.optim.grad_accum
+            planned = cfg.finetune.optim.max_steps or math.ceil(
+                plan_epochs(cfg.finetune, len(splits.train[0]), len(names), spe, ep)[0] * spe)
+            left = s.budget_s - (time.perf_counter() - t0)
+            if planned * per_step > left:
+                trials.append({**trial, "status": f"skipped: ~{planned * per_step:.0f} s needed, {left:.0f} s left"})
+                continue
+        tdir = out_dir / "trials" / f"{k}"
+        model, tokenizer, info = train_candidate(cfg, splits, accelerator, tdir, lr, ep)
+        per_step = max(per_step or 0.0, info["seconds"] / max(info["steps"], 1))
+        dev = _scores(model, tokenizer, splits.dev, len(names), max_len)
+        trial.update(status="done", dev=dev, eval=_scores(model, tokenizer, splits.eval, len(names), max_len),
+                     steps=info["steps"], epochs_planned=info["epochs"], best_step=info["best_step"],
+                     stopped_early=info["stopped_early"], seconds=info["seconds"])
+        trials.append(trial)
+        if keep_trials and accelerator.is_main_process:
+            save_model_dir(model, tokenizer, tdir, names)
+            shutil.rmtree(tdir / "checkpoints", ignore_errors=True)
+        else:
+            shutil.rmtree(tdir, ignore_errors=True)
+        if best is None or dev["accuracy"] > best[3]["dev"]["accuracy"]:
+            best = (model, tokenizer, info, trial)  # the previous best is dropped here
+        del model
+        accelerator.free_memory()  # drop the Accelerator's references to this trial's model and optimizer
+    report = {"trials": trials, "best_trial": best[3]["trial"], "budget_s": s.budget_s,
+              "seconds": round(time.perf_counter() - t0, 1)}
+    return best[0], best[1], best[2], report
+
+
+def _gate(ft, teacher_dev: float, baseline_dev: float) -> dict:
+    gain = round(100 * (teacher_dev - baseline_dev), 2)
+    return {"split": "dev", "metric": "accuracy", "teacher": teacher_dev, "baseline": baseline_dev,
+            "gain_points": gain, "min_gain_over_baseline": ft.min_gain_over_baseline,
+            "passed": gain >= ft.min_gain_over_baseline, "allowed_below_baseline": ft.allow_below_baseline}
+
+
+def finetune_teacher(cfg: Config, out_dir: Path, keep_trials: bool = False) -> dict:
+    """Fine-tune cfg.finetune.teacher on cfg.finetune.data; returns (and writes) metrics.json.
+
+    Raises GateFailed (exit 3) after writing metrics.json, and without saving the model, when the teacher
+    does not beat the TF-IDF baseline on dev by finetune.min_gain_over_baseline points (unless allowed).
+    """
+    if cfg.finetune is None:
+        raise ConfigError("finetune: section is missing; add finetune.data (gold-labelled rows) to the config")
+    t0 = time.time()
+    ft, out_dir = cfg.finetune, Path(out_dir)
+    splits = read_splits(cfg)
+    names, max_len = splits.label_names, ft.teacher.max_length
+    if ft.teacher.num_threads:
+        torch.set_num_threads(ft.teacher.num_threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("model.safetensors", "config.json"):  # a failed gate must not leave an old teacher behind
+        (out_dir / stale).unlink(missing_ok=True)
+    accelerator = make_accelerator(ft.optim.mixed_precision, out_dir, cpu=ft.teacher.device == "cpu")
+    evals = {"eval": splits.eval} if splits.eval else {}
+    _, baseline = fit_baseline(splits.train, splits.dev, evals, len(names), cfg.seed)
+    if ft.search is not None:
+        model, tokenizer, info, search = run_search(cfg, splits, accelerator, out_dir, keep_trials)
+    else:
+        model, tokenizer, info = train_candidate(cfg, splits, accelerator, out_dir, ft.optim.lr, None)
+        search = None
+    teacher = {"dev": _scores(model, tokenizer, splits.dev, len(names), max_len),
+               "eval": _scores(model, tokenizer, splits.eval, len(names), max_len)}
+    gate = _gate(ft, teacher["dev"]["accuracy"], baseline["dev"]["accuracy"])
+    counts = count_params(model)
+    headline = teacher["eval"] or teacher["dev"]
     metrics = {
-        **final, "eval_source": eval_from, "label_names": label_names, "train_rows": len(tr_x),
-        "skipped_rows": data.skipped, "params": counts["params"],
+        **headline, "eval_source": "task.eval" if teacher["eval"] else "dev", "dev_source": splits.dev_source,
+        "teacher": teacher, "baseline": baseline, "gate": gate, "search": search,
+        "label_names": names, "train_rows": len(splits.train[0]), "dev_rows": len(splits.dev[0]),
+        "skipped_rows": splits.skipped, "params": counts["params"],
         "non_embedding_params": counts["non_embedding_params"], "base": ft.teacher.path,
         "train": info, "seconds": round(time.time() - t0, 1),
     }
+    log.info("finetune: teacher dev accuracy %.4f, TF-IDF baseline %.4f (gain %+.2f points)",
+             gate["teacher"], gate["baseline"], gate["gain_points"])
+    keep = gate["passed"] or ft.allow_below_baseline
     if accelerator.is_main_process:
-        save_model_dir(model, tokenizer, out_dir, label_names)
+        if keep:
+            save_model_dir(model, tokenizer, out_dir, names)
         save_resolved(cfg, out_dir)
         write_json_atomic(out_dir / "metrics.json", metrics)
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the best weights are the saved model
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if not keep:
+        raise GateFailed(
+            f"the fine-tuned teacher reaches {gate['teacher']:.2%} dev accuracy, the TF-IDF + logistic-regression "
+            f"baseline {gate['baseline']:.2%}: a gain of {gate['gain_points']:+.2f} points, below "
+            f"finetune.min_gain_over_baseline={ft.min_gain_over_baseline:g}. Labelling with it would distil a "
+            "student no better than a linear model. Try more epochs (finetune.optim.epochs, finetune.min_steps), "
+            "finetune.search (a few learning rates), or a bigger backbone (finetune.teacher.path); or set "
+            f"finetune.allow_below_baseline: true to go on anyway. Details: {out_dir / 'metrics.json'}"
+        )
     return metrics

@@ -48,9 +48,15 @@ class LoadedTeacher:
         self.tokenizer = tokenizer
         self.device = device
 
-    def predict(self, input_ids: list[list[int]]) -> np.ndarray:
-        """input_ids: B lists of token ids (lengths may differ) -> logits [B, C] float32."""
+    def predict(self, input_ids: list[list[int]], texts: list[str] | None = None) -> np.ndarray:
+        """input_ids: B lists of token ids (lengths may differ) -> logits [B, C] float32.
+
+        An ensemble (teacher.ensemble.EnsembleClassifier) tokenises ``texts`` per member instead.
+        """
         import torch
+
+        if hasattr(self.model, "predict_texts"):
+            return self.model.predict_texts(texts)
 
         if len({len(x) for x in input_ids}) == 1:
             # Equal lengths (the pipeline's length groups): nothing to pad or mask, and attention
@@ -82,9 +88,14 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
         device: str = "auto",
         num_threads: int | None = None,
         trust_remote_code: bool = False,
+        members: list[dict] | None = None,
+        combine: str = "prob",
+        max_length: int = 128,
     ):
         # No **kwargs: ModelHandler would swallow a misspelled argument silently.
+        # members ({path, weight} dicts): an ensemble (teacher/ensemble.py) instead of the model at `path`.
         super().__init__()
+        self.members, self.combine, self.max_length = members, combine, max_length
         self.path = path
         self.label_names = list(label_names)
         self.fingerprint = fingerprint
@@ -104,7 +115,13 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
         torch.set_num_threads(threads)
         device = pick_device(self.device)
         # Each worker loads its own copy: a real runner's workers share nothing with the launcher.
-        model = load_classifier(self.path, self.label_names, self.trust_remote_code)
+        if self.members:
+            from zuoxiao.teacher.ensemble import load_ensemble
+
+            model = load_ensemble(self.members, self.label_names, self.combine, self.max_length,
+                                  self.trust_remote_code)
+        else:
+            model = load_classifier(self.path, self.label_names, self.trust_remote_code)
         model.to(device)
         tokenizer = load_tokenizer(self.path, self.trust_remote_code)
         log.info("teacher loaded on %s with %d torch threads", device, threads)
@@ -119,7 +136,7 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
         if not batch:
             return []
         start = time.perf_counter()
-        logits = model.predict([r["input_ids"] for r in batch])  # [B, C]
+        logits = model.predict([r["input_ids"] for r in batch], [r["text"] for r in batch])  # [B, C]
         Metrics.counter("zuoxiao", "teacher_ms").inc(int((time.perf_counter() - start) * 1000))
         Metrics.counter("zuoxiao", "teacher_rows").inc(len(batch))
         Metrics.counter("zuoxiao", "teacher_tokens").inc(sum(len(r["input_ids"]) for r in batch))

@@ -57,12 +57,15 @@ def load_classifier(
     path: str,
     label_names: list[str] | None = None,
     trust_remote_code: bool = False,
+    new_params: set[str] | None = None,
 ):
     """An AutoModelForSequenceClassification in eval mode.
 
     When ``label_names`` is given and the checkpoint's head does not match (e.g. the embedded MiniLM has
     no head at all), a new head of ``len(label_names)`` classes is initialised with a fixed seed, so the
-    same config gives the same teacher in every process.
+    same config gives the same teacher in every process. ``new_params``, when given, is filled with the
+    names of the parameters that were initialised here rather than loaded (fine-tuning trains them
+    at a higher learning rate).
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -76,20 +79,29 @@ def load_classifier(
     with devnull_rng:
         torch.manual_seed(HEAD_INIT_SEED)
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model, info = AutoModelForSequenceClassification.from_pretrained(
                 resolved,
                 config=config,
                 trust_remote_code=trust_remote_code,
                 use_safetensors=True,
                 ignore_mismatched_sizes=label_names is not None,
+                output_loading_info=True,
             )
         except OSError as err:
             raise InputError(
                 f"could not load weights from {resolved!r}: {err}. zuoxiao loads safetensors only; "
                 "convert .bin weights with save_pretrained(safe_serialization=True)"
             ) from None
+    if new_params is not None:
+        fresh = set(info.get("missing_keys") or ()) | {_key(k) for k in info.get("mismatched_keys") or ()}
+        new_params.update(n for n, _ in model.named_parameters() if n in fresh)
     model.eval()
     return model
+
+
+def _key(mismatch) -> str:
+    """transformers lists a mismatched key as (name, ckpt shape, model shape) or as a bare name."""
+    return mismatch[0] if isinstance(mismatch, (tuple, list)) else str(mismatch)
 
 
 def label_names_of(model) -> list[str]:
@@ -98,7 +110,12 @@ def label_names_of(model) -> list[str]:
 
 
 def fingerprint(model) -> str:
-    """sha256 over the config and every parameter/buffer (names, dtypes, shapes, bytes): 16 hex chars."""
+    """sha256 over the config and every parameter/buffer (names, dtypes, shapes, bytes): 16 hex chars.
+
+    An ensemble's fingerprint covers every member, its weight and the combine rule.
+    """
+    if hasattr(model, "predict_texts"):  # teacher.ensemble.EnsembleClassifier
+        return model.fingerprint()
     h = hashlib.sha256()
     cfg = model.config.to_dict()
     for volatile in ("transformers_version", "_name_or_path", "torch_dtype", "dtype"):

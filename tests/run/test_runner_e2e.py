@@ -30,6 +30,8 @@ def _config(tmp_path: Path, backbone: Path) -> Path:
         "finetune": {"data": {"path": str(data / "gold.jsonl")},
                      "teacher": {"path": str(backbone), "max_length": 32, "num_threads": 1},
                      "freeze_embeddings": False,
+                     # TF-IDF solves the template-generated demo intents: a tiny backbone cannot beat it
+                     "allow_below_baseline": True,
                      "optim": {"lr": 1e-2, "epochs": 20, "batch_size": 16, "warmup_ratio": 0.0}},
         "label": {"input": {"path": str(data / "unlabeled.jsonl"), "id_column": "id"},
                   "teacher": {"max_length": 32, "num_threads": 1}, "batch_size": 32, "rows_per_shard": 100},

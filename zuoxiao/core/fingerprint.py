@@ -70,6 +70,14 @@ def model_fingerprint(path: str) -> dict:
     return {"hub_id": path}  # online only; the hub revision is not pinned by zuoxiao
 
 
+def teacher_fingerprint(spec) -> dict:
+    """A TeacherSpec: its model by path, or every ensemble member (path, weight) and the combine rule."""
+    if spec.members:
+        return {"members": [{**model_fingerprint(m.path), "weight": m.weight} for m in spec.members],
+                "combine": spec.combine}
+    return model_fingerprint(spec.path)
+
+
 def _is_scratch(f: Path, root: Path) -> bool:
     parts = f.relative_to(root).parts
     return any(x in SCRATCH_PARTS for x in parts) or any(x.startswith(".") for x in parts)

@@ -90,15 +90,25 @@ class LoopSpec:
     resume: bool = False
     desc: str = "train"
     log_every: int = 10
+    head_params: frozenset[str] = frozenset()  # parameter names trained at head_lr (e.g. a new classifier)
+    head_lr: float | None = None  # None = lr for every parameter
 
 
-def param_groups(model, weight_decay: float) -> list[dict]:
-    """AdamW groups: no decay on biases and LayerNorm weights (as BERT does)."""
-    decay, no_decay = [], []
+def param_groups(model, weight_decay: float, lr: float | None = None, head_params: frozenset[str] = frozenset(),
+                 head_lr: float | None = None) -> list[dict]:
+    """AdamW groups: no decay on biases and LayerNorm weights (as BERT does); ``head_params`` at ``head_lr``."""
+    groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            decays = not (p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name)
+            groups.setdefault((decays, head_lr is not None and name in head_params), []).append(p)
+    out = []
+    for (decays, head), params in sorted(groups.items()):
+        g = {"params": params, "weight_decay": weight_decay if decays else 0.0}
+        if lr is not None:
+            g["lr"] = head_lr if head else lr
+        out.append(g)
+    return out
 
 
 def complete_checkpoints(root: Path) -> list[Path]:
@@ -138,7 +148,8 @@ def fit(accelerator, model, source, collate: Callable, loss_fn: Callable, evalua
         )
     total = spec.max_steps or max(1, math.ceil(spec.epochs * steps_per_epoch))
     eval_every = spec.eval_every or steps_per_epoch
-    optimizer = torch.optim.AdamW(param_groups(model, spec.weight_decay), lr=spec.lr)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, spec.weight_decay, spec.lr, spec.head_params, spec.head_lr), lr=spec.lr)
     scheduler = get_scheduler(
         {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[spec.schedule],
         optimizer, num_warmup_steps=int(spec.warmup_ratio * total), num_training_steps=total,

@@ -17,7 +17,7 @@ from pathlib import Path
 from zuoxiao.core.config.run import STAGES
 from zuoxiao.core.config.views import CompressView, ShipView, TrainView
 from zuoxiao.core.errors import ConfigError
-from zuoxiao.core.fingerprint import data_fingerprint, model_fingerprint
+from zuoxiao.core.fingerprint import data_fingerprint, model_fingerprint, teacher_fingerprint
 from zuoxiao.core.paths import StagePaths, teacher_path_for_label
 from zuoxiao.core.results import FinetuneResult, LabelResult, TrainResult
 
@@ -133,7 +133,7 @@ def stage_inputs(cfg, stage: str) -> dict:
         inputs.update(view=view.fingerprint_json(), eval=data_fingerprint(cfg.task.eval),
                       dev=data_fingerprint(cfg.task.dev))
     if stage != "finetune" and cfg.finetune is None:
-        inputs["teacher"] = model_fingerprint(cfg.label.teacher.path)
+        inputs["teacher"] = teacher_fingerprint(cfg.label.teacher)  # every ensemble member when members: is set
     return inputs
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from zuoxiao.core.config.base import DataSource, StrictModel, TeacherSpec
 
@@ -26,15 +26,79 @@ class OptimConfig(StrictModel):
     )
 
 
+class FinetuneOptimConfig(OptimConfig):
+    """The fine-tune's optimiser: like OptimConfig, with an automatic schedule and a faster new head.
+
+    `epochs: auto` derives the epochs from the data (see FinetuneConfig.min_steps / min_epochs /
+    max_epochs / rows_per_class): few rows or many classes get more passes, a large set gets fewer.
+    """
+
+    lr: float = Field(1e-4, gt=0, description="peak learning rate of the pretrained backbone (after warmup)")
+    head_lr: float | None = Field(
+        2e-3, gt=0, description="peak learning rate of the newly initialised parameters (the classifier, and "
+        "the pooler when the checkpoint has none); null = lr. A random head learns slowly at a backbone's lr"
+    )
+    epochs: float | Literal["auto"] = Field(
+        "auto", description="passes over the gold rows; auto = derived from rows and classes"
+    )
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of steps with linear warmup")
+
+    @field_validator("epochs")
+    @classmethod
+    def _positive(cls, v):
+        if v != "auto" and v <= 0:
+            raise ValueError(f"epochs={v} must be > 0 or 'auto'")
+        return v
+
+
+class SearchConfig(StrictModel):
+    """A small grid of fine-tunes, each scored on the dev set; the best is kept, all are reported."""
+
+    lr: list[float] = Field([5e-5, 1e-4, 2e-4], min_length=1, description="backbone learning rates to try")
+    epochs: list[float | Literal["auto"]] = Field(["auto"], min_length=1, description="epochs to try")
+    budget_s: float = Field(
+        3600, gt=0, description="wall-clock seconds for the whole search; a trial that would not fit "
+        "(estimated from the seconds per step measured so far) is skipped and reported as such"
+    )
+
+
 class FinetuneConfig(StrictModel):
     """Fine-tune a backbone on gold labels so it can serve as the task teacher."""
 
     data: DataSource
     teacher: TeacherSpec = Field(default_factory=TeacherSpec)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    eval_fraction: float = Field(0.1, ge=0, lt=1, description="held out of `data` for eval when task.eval is null")
-    eval_every: int | None = Field(None, ge=1, description="optimizer steps between evaluations; null = each epoch")
+    optim: FinetuneOptimConfig = Field(default_factory=FinetuneOptimConfig)
+    min_steps: int = Field(300, ge=0, description="epochs: auto trains at least this many optimizer steps")
+    min_epochs: float = Field(3.0, gt=0, description="epochs: auto trains at least this many passes")
+    max_epochs: float = Field(20.0, gt=0, description="epochs: auto trains at most this many passes")
+    rows_per_class: int = Field(
+        500, ge=0, description="epochs: auto shows the model about this many rows of each class in total "
+        "(77 classes x 65 gold rows -> ~8 epochs)"
+    )
+    dev_fraction: float = Field(
+        0.1, gt=0, lt=1, description="held out of `data` (stratified, seeded) as the dev set when task.dev is null"
+    )
+    dev_max_rows: int = Field(2000, ge=1, description="cap on the rows held out by dev_fraction")
+    eval_every: int | None = Field(None, ge=1, description="optimizer steps between dev evaluations; null = each epoch")
+    early_stopping_patience: int | None = Field(
+        3, ge=1, description="dev evaluations without improvement before stopping; null = never stop early"
+    )
     freeze_embeddings: bool = Field(False, description="keep word embeddings fixed (faster AdamW steps on CPU)")
+    search: SearchConfig | None = Field(None, description="try a few lr/epochs, keep the best on dev; null = off")
+    min_gain_over_baseline: float = Field(
+        1.0, description="accuracy points (on dev) the teacher must gain over the TF-IDF + logistic-regression "
+        "baseline, else the run stops before labelling (exit 3)"
+    )
+    allow_below_baseline: bool = Field(False, description="keep going when the teacher misses min_gain_over_baseline")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.teacher.members:
+            raise ValueError("finetune.teacher.members: fine-tuning takes one backbone (finetune.teacher.path); "
+                             "ensembles belong in label.teacher.members")
+        if self.min_epochs > self.max_epochs:
+            raise ValueError(f"finetune.min_epochs={self.min_epochs} exceeds max_epochs={self.max_epochs}")
+        return self
 
 
 class StudentConfig(StrictModel):
