@@ -135,11 +135,9 @@ def train(cfg: TrainView, shards_dir: Path, out_dir: Path, resume: bool = False)
         return evaluate_on(m, dev_texts, dev_gold, dev_teacher_pred)
 
     o = tc.optim
-    spec = LoopSpec(out_dir=out_dir, lr=o.lr, weight_decay=o.weight_decay, epochs=o.epochs, max_steps=o.max_steps,
-                    grad_accum=o.grad_accum, warmup_ratio=o.warmup_ratio, schedule=o.schedule,
-                    max_grad_norm=o.max_grad_norm, eval_every=tc.eval_every, checkpoint_every=tc.checkpoint_every,
-                    keep_checkpoints=tc.keep_checkpoints, patience=tc.early_stopping_patience, metric=tc.metric,
-                    resume=resume, desc="distil")
+    spec = LoopSpec.from_optim(o, out_dir, eval_every=tc.eval_every, checkpoint_every=tc.checkpoint_every,
+                               keep_checkpoints=tc.keep_checkpoints, patience=tc.early_stopping_patience,
+                               metric=tc.metric, resume=resume, desc="distil")
     t_train = time.time()
     info = fit(accelerator, model, stream, lambda raw: collate(raw, tokenizer, tc.max_length),
                _loss_fn(cfg, stream.storage), evaluate if dev_texts is not None else None, spec)
@@ -185,9 +183,8 @@ def distill_model(model, tokenizer, shards_dir: Path, cfg: TrainView, *, max_ste
     with tempfile.TemporaryDirectory(prefix="zx-distill-") as tmp:
         accelerator = make_accelerator(tc.optim.mixed_precision, Path(tmp))
         o = tc.optim
-        spec = LoopSpec(out_dir=Path(tmp), lr=lr, weight_decay=o.weight_decay, epochs=1.0, max_steps=max_steps,
-                        grad_accum=1, warmup_ratio=o.warmup_ratio, schedule=o.schedule,
-                        max_grad_norm=o.max_grad_norm, eval_every=None, checkpoint_every=None, desc="recover")
+        spec = LoopSpec.from_optim(o, Path(tmp), lr=lr, epochs=1.0, max_steps=max_steps, grad_accum=1,
+                                   head_lr=None, desc="recover")
         model.train()
         fit(accelerator, model, stream, lambda raw: collate(raw, tokenizer, tc.max_length),
             _loss_fn(cfg, stream.storage), None, spec)

@@ -173,11 +173,9 @@ def train_candidate(cfg: Config, splits: GoldSplits, accelerator, out_dir: Path,
     source = GoldBatches(tr_x, tr_y, o.batch_size, cfg.seed)
     steps_per_epoch = len(source) // accelerator.num_processes // o.grad_accum
     n_epochs, epochs_from = plan_epochs(ft, len(tr_x), len(names), steps_per_epoch, epochs)
-    spec = LoopSpec(out_dir=out_dir, lr=lr, weight_decay=o.weight_decay, epochs=n_epochs, max_steps=o.max_steps,
-                    grad_accum=o.grad_accum, warmup_ratio=o.warmup_ratio, schedule=o.schedule,
-                    max_grad_norm=o.max_grad_norm, eval_every=ft.eval_every, checkpoint_every=None,
-                    patience=ft.early_stopping_patience, desc="finetune",
-                    head_params=frozenset(new_params), head_lr=o.head_lr)
+    spec = LoopSpec.from_optim(o, out_dir, lr=lr, epochs=n_epochs, eval_every=ft.eval_every,
+                               patience=ft.early_stopping_patience, desc="finetune",
+                               head_params=frozenset(new_params))
     t0 = time.perf_counter()
     info = fit(accelerator, model, source, collate, loss_fn, evaluate, spec)
     model = accelerator.unwrap_model(model)

@@ -6,30 +6,26 @@ deterministic stream of batches (see student/data.py) that each process splits b
 resumed run skips exactly the batches it had consumed and `accelerate launch --num_processes 2` sees
 the same batches in total as a plain run.
 
-Checkpoints: `save_state` writes into `checkpoints/.step-N.tmp`; only after it and `trainer_state.json`
-are complete is the directory renamed to `checkpoints/step-N`. `--resume` takes the newest `step-N`
-holding `trainer_state.json`, so a crash mid-save never leaves a checkpoint that looks complete.
+Checkpoints and the metrics log live in zuoxiao.core.checkpoint; ``rank_batches`` deals this process's
+share of each epoch; ``LoopSpec.from_optim`` is the one place an optimiser config becomes a loop spec.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from zuoxiao.core.checkpoint import Checkpointer, MetricsLog
 from zuoxiao.core.errors import ConfigError, InputError
-from zuoxiao.core.shards import write_json_atomic
 
 log = logging.getLogger(__name__)
-STATE_FILE = "trainer_state.json"
 
 
 def resolve_precision(requested: str, cpu: bool) -> str:
@@ -93,6 +89,16 @@ class LoopSpec:
     head_params: frozenset[str] = frozenset()  # parameter names trained at head_lr (e.g. a new classifier)
     head_lr: float | None = None  # None = lr for every parameter
 
+    @classmethod
+    def from_optim(cls, optim, out_dir: Path, **loop) -> LoopSpec:
+        """The one place an OptimConfig becomes a LoopSpec; ``loop`` sets the loop-only fields and may
+        override optimiser ones (e.g. the recover step's lr, a fine-tune's derived epochs)."""
+        fields = {"lr": optim.lr, "weight_decay": optim.weight_decay, "epochs": optim.epochs,
+                  "max_steps": optim.max_steps, "grad_accum": optim.grad_accum, "warmup_ratio": optim.warmup_ratio,
+                  "schedule": optim.schedule, "max_grad_norm": optim.max_grad_norm,
+                  "head_lr": getattr(optim, "head_lr", None), "eval_every": None, "checkpoint_every": None}
+        return cls(out_dir=Path(out_dir), **{**fields, **loop})
+
 
 def param_groups(model, weight_decay: float, lr: float | None = None, head_params: frozenset[str] = frozenset(),
                  head_lr: float | None = None) -> list[dict]:
@@ -111,20 +117,28 @@ def param_groups(model, weight_decay: float, lr: float | None = None, head_param
     return out
 
 
-def complete_checkpoints(root: Path) -> list[Path]:
-    """step-N dirs with a trainer_state.json, oldest first."""
-    if not root.is_dir():
-        return []
-    found = [p for p in root.glob("step-*") if p.is_dir() and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+def rank_batches(source, epoch: int, world: int, rank: int, usable: int, skip: int):
+    """This process's micro-batches of one epoch: (local index, raw batch).
+
+    Global batch gi goes to process gi % world as its local batch gi // world; the first ``skip`` local
+    batches (consumed before a resume) and any beyond ``usable`` (a ragged tail no step could use) are
+    left out, so every process takes the same number of optimizer steps.
+    """
+    for gi, raw in enumerate(source.epoch(epoch)):
+        local = gi // world
+        if local >= usable:
+            return
+        if gi % world == rank and local >= skip:
+            yield local, raw
 
 
-def _save_weights(model, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
+def _check_finite(loss: torch.Tensor, step: int, parts: dict) -> None:
+    """A NaN/inf loss would silently turn every weight into NaN: stop with the cause instead."""
+    if not torch.isfinite(loss.detach()).all():
+        raise InputError(
+            f"the training loss became {float(loss.detach())} at optimizer step {step + 1} (parts {parts}): the "
+            "weights would turn to NaN. Lower optim.lr, keep max_grad_norm on, or check the inputs (a shard "
+            "with non-finite teacher values is refused when read; rerun the label stage)")
 
 
 def fit(accelerator, model, source, collate: Callable, loss_fn: Callable, evaluate: Callable | None,
@@ -138,9 +152,9 @@ def fit(accelerator, model, source, collate: Callable, loss_fn: Callable, evalua
     from tqdm.auto import tqdm
     from transformers import get_scheduler
 
+    # Schedule: optimizer steps per process and epoch decide the total and the warmup.
     world, rank = accelerator.num_processes, accelerator.process_index
-    per_proc = len(source) // world
-    steps_per_epoch = per_proc // spec.grad_accum
+    steps_per_epoch = len(source) // world // spec.grad_accum
     if steps_per_epoch < 1:
         raise InputError(
             f"{len(source)} batches per epoch cannot make one optimizer step on each of {world} process(es) "
@@ -148,6 +162,8 @@ def fit(accelerator, model, source, collate: Callable, loss_fn: Callable, evalua
         )
     total = spec.max_steps or max(1, math.ceil(spec.epochs * steps_per_epoch))
     eval_every = spec.eval_every or steps_per_epoch
+
+    # Optimizer + scheduler, ONE prepare().
     optimizer = torch.optim.AdamW(
         param_groups(model, spec.weight_decay, spec.lr, spec.head_params, spec.head_lr), lr=spec.lr)
     scheduler = get_scheduler(
@@ -156,70 +172,31 @@ def fit(accelerator, model, source, collate: Callable, loss_fn: Callable, evalua
     )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
-    ckpt_root = spec.out_dir / "checkpoints"
-    best_path = ckpt_root / "best.safetensors"
-    jsonl = spec.out_dir / "metrics.jsonl"
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None, "best_step": None, "bad_evals": 0,
-             "history": []}
-    existing = complete_checkpoints(ckpt_root)
-    if spec.resume and existing:
-        accelerator.load_state(str(existing[-1]))
-        state = json.loads((existing[-1] / STATE_FILE).read_text())
-        log.info("resuming from %s (step %d of %d)", existing[-1], state["step"], total)
-    elif accelerator.is_main_process:
-        if spec.resume:
-            log.warning("--resume: no complete checkpoint under %s; starting from the beginning", ckpt_root)
-        shutil.rmtree(ckpt_root, ignore_errors=True)
-        jsonl.unlink(missing_ok=True)
+    # Resume (or start clean), then the metrics log.
+    ckpt = Checkpointer(accelerator, spec.out_dir, spec.keep_checkpoints)
+    state = ckpt.restore(spec.resume, total, {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None,
+                                              "best_step": None, "bad_evals": 0, "history": []})
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        ckpt_root.mkdir(parents=True, exist_ok=True)
-        # Keep only the log lines up to the checkpoint we resumed from.
-        lines = jsonl.read_text().splitlines() if jsonl.is_file() else []
-        jsonl.write_text("".join(ln + "\n" for ln in lines if json.loads(ln)["step"] <= state["step"]))
+        ckpt.root.mkdir(parents=True, exist_ok=True)
+    metrics_log = MetricsLog(accelerator, spec.out_dir, state["step"])
     accelerator.init_trackers(spec.desc)
-
-    def emit(record: dict) -> None:
-        if accelerator.is_main_process:
-            with open(jsonl, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=record["step"])
-
-    def checkpoint(epoch: int, batch_in_epoch: int) -> None:
-        tmp = ckpt_root / f".step-{state['step']:08d}.tmp"
-        if accelerator.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            write_json_atomic(tmp / STATE_FILE, {**state, "epoch": epoch, "batch_in_epoch": batch_in_epoch})
-            final = ckpt_root / f"step-{state['step']:08d}"
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            for old in complete_checkpoints(ckpt_root)[: -spec.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-        accelerator.wait_for_everyone()
-
     resumed_from = state["step"] or None
+
+    # The loop: micro-batches -> loss -> backward; every grad_accum of them one optimizer step.
     model.train()
     bar = tqdm(total=total, initial=state["step"], desc=spec.desc, unit="step",
                disable=not accelerator.is_local_main_process)
     epoch, skip, stop = state["epoch"], state["batch_in_epoch"], False
     window, parts = [], {}
     while state["step"] < total and not stop:
-        usable = steps_per_epoch * spec.grad_accum  # micro-batches this process runs per epoch
-        for gi, raw in enumerate(source.epoch(epoch)):
-            local = gi // world
-            if local >= usable:
-                break
-            if gi % world != rank or local < skip:
-                continue
+        for local, raw in rank_batches(source, epoch, world, rank, steps_per_epoch * spec.grad_accum, skip):
             batch = {k: v.to(accelerator.device) for k, v in collate(raw).items()}
             sync = (local + 1) % spec.grad_accum == 0
             # Between optimizer steps DDP need not all-reduce gradients.
             with contextlib.nullcontext() if sync else accelerator.no_sync(model):
                 loss, parts = loss_fn(model, batch)
+                _check_finite(loss, state["step"], parts)
                 accelerator.backward(loss / spec.grad_accum)
             window.append(float(loss.detach()))
             if not sync:
@@ -230,27 +207,27 @@ def fit(accelerator, model, source, collate: Callable, loss_fn: Callable, evalua
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state["step"] += 1
+            step = state["step"]
             bar.update(1)
             bar.set_postfix(loss=f"{window[-1]:.4f}")
-            step = state["step"]
             if step % spec.log_every == 0 or step == total:
-                emit({"step": step, "epoch": epoch, "loss": sum(window) / len(window),
-                      "lr": scheduler.get_last_lr()[0], **{k: v for k, v in parts.items() if v == v}})
+                metrics_log.emit({"step": step, "epoch": epoch, "loss": sum(window) / len(window),
+                                  "lr": scheduler.get_last_lr()[0], **{k: v for k, v in parts.items() if v == v}})
                 window = []
             if evaluate is not None and (step % eval_every == 0 or step == total):
-                stop = _evaluate(accelerator, model, evaluate, spec, state, best_path, emit)
+                stop = _evaluate(accelerator, model, evaluate, spec, state, ckpt, metrics_log)
             if spec.checkpoint_every and step % spec.checkpoint_every == 0 and step < total and not stop:
-                checkpoint(epoch, local + 1)
+                ckpt.save(state, epoch, local + 1)
             if step >= total or stop:
                 break
         epoch, skip = epoch + 1, 0
     bar.close()
+
+    # The best evaluated weights win over the last ones.
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    if state["best_step"] is not None and best_path.is_file():
-        from safetensors.torch import load_file
-
-        unwrapped.load_state_dict(load_file(str(best_path)))
+    if state["best_step"] is not None:
+        ckpt.load_best(unwrapped)
     unwrapped.eval()  # the caller ends training (end_training also tears down the process group)
     return {"steps": state["step"], "total_steps": total, "steps_per_epoch": steps_per_epoch,
             "epochs_run": round(state["step"] / steps_per_epoch, 3), "best_step": state["best_step"],
@@ -258,7 +235,7 @@ def fit(accelerator, model, source, collate: Callable, loss_fn: Callable, evalua
             "processes": world, "mixed_precision": accelerator.mixed_precision}
 
 
-def _evaluate(accelerator, model, evaluate, spec, state, best_path, emit) -> bool:
+def _evaluate(accelerator, model, evaluate, spec, state, ckpt: Checkpointer, metrics_log: MetricsLog) -> bool:
     """Evaluate (every process, same result), keep the best weights; True when patience runs out."""
     unwrapped = accelerator.unwrap_model(model)
     metrics = evaluate(unwrapped)
@@ -266,13 +243,12 @@ def _evaluate(accelerator, model, evaluate, spec, state, best_path, emit) -> boo
     improved = state["best"] is None or value > state["best"]
     if improved:
         state.update(best=value, best_step=state["step"], bad_evals=0)
-        if accelerator.is_main_process:
-            _save_weights(unwrapped, best_path)
+        ckpt.save_best(unwrapped)
     else:
         state["bad_evals"] += 1
     record = {"step": state["step"], **{f"eval_{k}": v for k, v in metrics.items()}}
     state["history"].append(record)
-    emit(record)
+    metrics_log.emit(record)
     accelerator.wait_for_everyone()
     model.train()
     return bool(spec.patience and state["bad_evals"] >= spec.patience)
