@@ -50,7 +50,7 @@ not installed where this bundle was built.
 ## Metrics (gold evaluation set)
 | model | accuracy | macro-F1 | agreement with teacher | MB | b1 p50 ms |
 |---|---|---|---|---|---|
-| teacher | {t_acc} | {t.get('macro_f1', float('nan')):.4f} | — | {t.get('bytes', 0) / 1e6:.2f} | {_fmt((t.get('latency_ms') or {}).get('b1', {}).get('p50'))} |
+{_baseline_row(report)}| teacher | {t_acc} | {t.get('macro_f1', float('nan')):.4f} | — | {t.get('bytes', 0) / 1e6:.2f} | {_fmt((t.get('latency_ms') or {}).get('b1', {}).get('p50'))} |
 | student (uncompressed) | {s['accuracy']:.4f} | {s['macro_f1']:.4f} | {_fmt(s.get('agreement'), 4)} | {s['bytes'] / 1e6:.2f} | {_fmt(s['latency_ms']['b1']['p50'])} |
 | **this bundle** | **{shipped['accuracy']:.4f}** | {shipped['macro_f1']:.4f} | {_fmt(shipped.get('agreement'), 4)} | {shipped['bytes'] / 1e6:.2f} | {_fmt(lat['b1']['p50'])} |
 
@@ -140,3 +140,12 @@ The page makes no request outside its own host. Its numbers match this folder's 
 text at a time (`batch_size=1`) to ~1e-7 on most texts; WebAssembly int8 kernels can differ by up to ~1e-2 on
 a rare text (tested in zuoxiao's tests/ship/test_web.py).
 """
+
+
+def _baseline_row(report: dict) -> str:
+    """A table row for the TF-IDF + logistic-regression baseline, when the finetune stage measured one."""
+    b = report.get("baseline")
+    if not b:
+        return ""
+    f1 = "—" if b.get("macro_f1") is None else f"{b['macro_f1']:.4f}"
+    return f"| baseline (TF-IDF + logistic regression, same gold rows as the teacher) | {b['accuracy']:.4f} | {f1} | — | — | — |\n"

@@ -99,7 +99,7 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
     write_json_atomic(staging / "metrics.json", {
         "task": report["task"], "label_names": report["label_names"], "bundle": shipped,
         "gate": shipped["gate"],
-        "teacher": report.get("teacher"), "student": student_rec,
+        "baseline": report.get("baseline"), "teacher": report.get("teacher"), "student": student_rec,
         "steps": [{k: r.get(k) for k in ("name", "accuracy", "macro_f1", "agreement", "params", "bytes",
                                           "latency_ms", "runtime")} for r in report["steps"]],
     })

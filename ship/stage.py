@@ -41,6 +41,20 @@ class ShipContext:
         self.max_length = report["max_length"]
         tcache = read_json(paths.compress / "teacher.json")  # the compress stage's teacher pass, same eval rows
         self.teacher_pred = np.asarray(tcache["pred"]) if tcache.get("pred") else None
+        self.baseline = baseline_record(paths)
+
+
+def baseline_record(paths: StagePaths) -> dict | None:
+    """The TF-IDF + logistic-regression baseline the finetune stage scored on task.eval (None without one).
+
+    Same gold rows as the teacher's fine-tune, same eval rows as the bundle: the floor the bundle must beat.
+    """
+    base = (read_json(paths.teacher / "metrics.json").get("baseline") or {})
+    scores = base.get("eval")
+    if not scores or scores.get("accuracy") is None:
+        return None
+    return {"accuracy": scores["accuracy"], "macro_f1": scores.get("macro_f1"), "kind": base.get("kind"),
+            "source": str(paths.teacher / "metrics.json")}
 
 
 def ship(cfg: ShipView, paths: StagePaths) -> ShipResult:
@@ -50,7 +64,9 @@ def ship(cfg: ShipView, paths: StagePaths) -> ShipResult:
         raise InputError(f"no {paths.compress / REPORT}: run `zuoxiao compress CONFIG` before `zuoxiao ship`")
     if not Path(report["final"]["onnx"]).is_file():
         raise InputError(f"the compressed model {report['final']['onnx']} is gone; rerun `zuoxiao compress CONFIG`")
-    return publish(ShipContext(cfg, paths, report), report)
+    ctx = ShipContext(cfg, paths, report)
+    report = {**report, "baseline": ctx.baseline}
+    return publish(ctx, report)
 
 
 def _result(shipped: dict, report: dict, bundle: Path | None) -> ShipResult:

@@ -69,8 +69,11 @@ def test_tiny_full_run_twice_with_cache(tmp_path, tiny_backbone):
     assert bundle.is_dir() and any(bundle.iterdir())
     m = first["metrics"]
     assert m["cache_hits"] == 0 and m["cache_misses"] == 300
-    for key in ("teacher_accuracy", "student_accuracy", "retention", "size_mb", "latency_ms_p50"):
+    for key in ("baseline_accuracy", "teacher_accuracy", "student_accuracy", "retention", "size_mb", "latency_ms_p50"):
         assert m[key] is not None and m[key] > 0, (key, m)
+    card = (bundle / "README.md").read_text()  # baseline, teacher, student and bundle side by side
+    assert "| baseline (TF-IDF + logistic regression" in card and "| **this bundle** |" in card
+    assert json.loads((bundle / "metrics.json").read_text())["baseline"]["accuracy"] == m["baseline_accuracy"]
     assert first["gate"]["passed"] is True
     assert m["teacher_accuracy"] > 0.2  # 8 classes: the fine-tuned tiny teacher learned something (chance 0.125)
 

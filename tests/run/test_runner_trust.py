@@ -109,3 +109,17 @@ def test_stand_alone_stage_commands_take_the_output_lock(fake_job, capsys):
         for cmd in ("finetune-teacher", "label", "train", "compress", "ship"):
             assert cli_main([cmd, str(cfg)]) == EXIT_LOCKED, cmd
     assert calls(fake_job.out) == []
+
+
+def test_a_teacher_below_the_baseline_stops_the_run_before_labelling(fake_job):
+    from zuoxiao.core.errors import GateFailed
+
+    def weak_teacher(cfg, paths, ctx):
+        raise GateFailed("the fine-tuned teacher reaches 60% dev accuracy, the TF-IDF baseline 70%")
+
+    cfg = fake_job(run__run_id="r1")
+    with pytest.raises(GateFailed, match="TF-IDF baseline"):
+        _run(cfg, {"finetune": weak_teacher})
+    assert [c["stage"] for c in calls(fake_job.out)] == []  # nothing was labelled
+    state = json.loads((fake_job.out / "runs" / "r1" / "run.json").read_text())
+    assert state["status"] == "failed" and "GateFailed" in state["error"]

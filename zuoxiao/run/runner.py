@@ -210,7 +210,13 @@ def _execute(rc: RunContext, stage: str, fp: str, label: str, why: str, forced: 
     try:
         with restored_process_state(), PeakRss() as rss:
             result = rc.fns[stage](rc.cfg, paths, ctx)
-    except GateFailed as err:  # a verdict, not a crash: recorded like any result, so reruns report it too
+    except GateFailed as err:
+        if stage != "ship":  # e.g. the fine-tuned teacher misses the TF-IDF baseline: stop the run, exit 3
+            rc.events.emit("stage_failed", stage=stage, seconds=round(time.perf_counter() - t0, 3),
+                           error=f"GateFailed: {err}")
+            rc.console.print(f"{label}: STOPPED by its gate after {time.perf_counter() - t0:.1f} s: {err}")
+            raise
+        # The ship gate's refusal is a verdict, not a crash: recorded like any result, so reruns report it.
         result = err.result if isinstance(err.result, StageResult) else ShipResult(gate={"message": str(err)})
         result.passed = False
         result.gate = {**(result.gate or {}), "passed": False, "message": str(err)}

@@ -38,9 +38,10 @@ def _finetune(cfg, paths: StagePaths, ctx: StageContext) -> FinetuneResult:
     from zuoxiao.teacher.finetune import finetune_teacher
 
     m = finetune_teacher(cfg, paths.teacher)
-    base = m.get("baseline")
+    base = m.get("baseline") or {}
+    base = base.get("eval") or base.get("dev") or {}  # the same split as the teacher's headline accuracy
     return FinetuneResult(teacher_dir=str(paths.teacher), accuracy=m.get("accuracy"), eval_source=m.get("eval_source"),
-                          baseline_accuracy=base.get("accuracy") if isinstance(base, dict) else base, metrics=m)
+                          baseline_accuracy=base.get("accuracy"), metrics=m)
 
 
 def _label(cfg, paths: StagePaths, ctx: StageContext) -> LabelResult:
