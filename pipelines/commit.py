@@ -14,7 +14,6 @@ that the next run deletes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 
@@ -22,6 +21,7 @@ import yaml
 
 from zuoxiao.core import fsio
 from zuoxiao.core.errors import IntegrityError
+from zuoxiao.core.manifest import Manifest, data_hash
 from zuoxiao.core.shards import MANIFEST
 from zuoxiao.pipelines.write import SUMMARY
 
@@ -79,16 +79,11 @@ def summary_counts(summary: dict, cache_enabled: bool) -> tuple[dict, list[dict]
     return counts, shards, rejected_files
 
 
-def data_hash(shards: list[dict]) -> str:
-    """One hash over (file, sha256) of every shard: equal soft-label data <=> equal data_hash."""
-    return hashlib.sha256(json.dumps([(s["file"], s["sha256"]) for s in shards]).encode()).hexdigest()
-
-
-def commit(out_dir: str, temp_dir: str, files: list[str], config: dict, manifest: dict) -> dict:
+def commit(out_dir: str, temp_dir: str, files: list[str], config: dict, manifest: Manifest) -> Manifest:
     """Move ``files`` (relative, e.g. 'shards/part-...') from temp_dir into out_dir, write the manifest.
 
-    Fills the sha256 and size of every entry of ``manifest['shards']`` / ``['rejected_files']`` from
-    the committed files, and ``manifest['data_hash']`` from the shard checksums; returns the manifest.
+    Fills the sha256 and size of every entry of ``manifest.shards`` / ``.rejected_files`` from the
+    committed files, and ``manifest.data_hash`` from the shard checksums; returns the manifest.
     """
     fsio.delete_files([p for p in [fsio.join(out_dir, MANIFEST)] if fsio.exists(p)])
     for sub in SUBDIRS:
@@ -100,12 +95,11 @@ def commit(out_dir: str, temp_dir: str, files: list[str], config: dict, manifest
 
         for sub in SUBDIRS:
             os.makedirs(fsio.join(out_dir, sub), exist_ok=True)
-    for key in ("shards", "rejected_files"):
-        for entry in manifest[key]:
-            entry["sha256"], entry["bytes"] = fsio.sha256(fsio.join(out_dir, entry["file"]))
-    manifest["data_hash"] = data_hash(manifest["shards"])
+    for entry in manifest.shards + manifest.rejected_files:
+        entry.sha256, entry.bytes = fsio.sha256(fsio.join(out_dir, entry.file))
+    manifest.data_hash = data_hash(manifest.shards)
     fsio.write_bytes_atomic(fsio.join(out_dir, "config.resolved.yaml"),
                             yaml.safe_dump(config, sort_keys=False).encode())
     fsio.write_bytes_atomic(fsio.join(out_dir, MANIFEST),
-                            json.dumps(manifest, indent=2, sort_keys=False, default=str).encode())
+                            json.dumps(manifest.to_json(), indent=2, sort_keys=False, default=str).encode())
     return manifest

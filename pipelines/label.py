@@ -40,8 +40,10 @@ from apache_beam.ml.inference.base import RunInference
 from zuoxiao.core import fsio
 from zuoxiao.core.config import Config
 from zuoxiao.core.errors import ConfigError, InputError
+from zuoxiao.core.manifest import Manifest
 from zuoxiao.core.paths import StagePaths, teacher_path_for_label
 from zuoxiao.core.shards import SCHEMA_VERSION, schema_with_metadata, sha256_file
+from zuoxiao.core.softlabels import soft_label_columns, storage_kind
 from zuoxiao.pipelines.commit import WORK_PREFIX, clean_stale_work, commit, read_summary, summary_counts
 from zuoxiao.pipelines.io import ReadTaskRows, check_columns, check_output_dir, input_files
 from zuoxiao.pipelines.label_names import resolve_label_names
@@ -55,7 +57,6 @@ from zuoxiao.pipelines.validate import (
 )
 from zuoxiao.pipelines.write import WriteSharded, WriteSummary
 from zuoxiao.teacher.handler import TeacherModelHandler, tokenize_texts
-from zuoxiao.teacher.soft_labels import soft_label_columns, storage_kind
 
 log = logging.getLogger(__name__)
 
@@ -320,8 +321,9 @@ def label_from_config(
     if cache is not None:
         manifest["cache"] = {"dir": str(cache.dir), "files_read": len(cache_files)}
     committed = [s["file"] for s in shards + rejected_files]
+    typed = Manifest.parse(manifest, "the manifest being written")  # the one type writer and readers share
     try:
-        commit(out, temp, committed, cfg.model_dump(mode="json"), manifest)  # the output is now complete
+        manifest = commit(out, temp, committed, cfg.model_dump(mode="json"), typed).to_json()  # output complete
         if cache is not None:
             parts = [fsio.join(temp, s["cache_file"]) for s in summary["files"] if s.get("cache_file")]
             try:
@@ -332,7 +334,7 @@ def label_from_config(
     finally:
         fsio.delete_tree(temp)
     manifest["timings"]["total_s"] = round(time.perf_counter() - t_start, 3)
-    return manifest
+    return manifest  # as written to manifest.json (+ total_s); read it back typed with read_manifest()
 
 
 def run(argv: list[str] | None = None, test_pipeline=None) -> dict:

@@ -27,12 +27,12 @@ from zuoxiao.core.errors import IntegrityError
 from zuoxiao.core.shards import (
     SCHEMA_VERSION,
     SHARD_SCHEMA,
-    dense_from_topk,
     is_uri,
     open_shard,
     read_manifest,
     shard_paths,
 )
+from zuoxiao.core.softlabels import dense_from_topk
 from zuoxiao.student.losses import NO_GOLD
 
 COLUMNS = ["text", "gold", "logits", "topk_indices", "topk_logprobs", "residual_mass"]
@@ -112,13 +112,13 @@ class ShardStream:
         self.files = shard_paths(self.label_dir, self.manifest)
         if not self.files:
             raise IntegrityError(f"{self.label_dir}/manifest.json lists no shards; the label stage wrote no rows")
-        self.label_names = list(self.manifest["label_names"])
-        self.num_classes = int(self.manifest.get("num_classes", len(self.label_names)))
+        self.label_names = list(self.manifest.label_names)
+        self.num_classes = self.manifest.num_classes
         if self.num_classes != len(self.label_names):
             raise IntegrityError(
                 f"manifest num_classes={self.num_classes} but {len(self.label_names)} label_names; relabel"
             )
-        self.storage = self.manifest.get("storage", "full")
+        self.storage = self.manifest.storage
         for f in self.files:
             storage = check_shard_schema(f)
             names = json.loads((pq.read_schema(open_shard(f)).metadata or {}).get(b"zuoxiao.label_names", b"null"))
@@ -128,7 +128,7 @@ class ShardStream:
                     f"(storage {self.storage!r}, labels {self.label_names}); relabel"
                 )
             check_finite(f, storage)
-        self.num_rows = sum(int(s["rows"]) for s in self.manifest["shards"])
+        self.num_rows = self.manifest.num_rows
         self.batch_size = batch_size
         # A whole number of batches per buffer, so the batch count follows from num_rows alone.
         self.buffer_rows = max(1, math.ceil(buffer_rows / batch_size)) * batch_size

@@ -86,7 +86,7 @@ def train(cfg: TrainView, shards_dir: Path, out_dir: Path, resume: bool = False)
     shards_dir, out_dir = Path(shards_dir), Path(out_dir)
     stream = ShardStream(shards_dir, tc.optim.batch_size, cfg.seed, tc.shuffle_buffer)
     label_names = _check_labels(cfg, stream)
-    teacher_path = stream.manifest.get("teacher", {}).get("path")
+    teacher_path = stream.manifest.teacher.get("path")
     if not teacher_path:
         raise ConfigError(f"{shards_dir}/manifest.json names no teacher.path; relabel with this zuoxiao")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,7 @@ def train(cfg: TrainView, shards_dir: Path, out_dir: Path, resume: bool = False)
     else:
         log.warning("task.eval and task.dev are not set: no evaluation, early stopping or best checkpoint")
     teacher = teacher_on_eval(teacher_path, label_names, cfg, texts, gold, dev_texts)
-    recorded = stream.manifest.get("teacher", {}).get("fingerprint")
+    recorded = stream.manifest.teacher.get("fingerprint")
     if recorded and recorded != teacher["fingerprint"]:
         log.warning("teacher %s has fingerprint %s but the shards were labelled by %s: the teacher changed "
                     "since labelling", teacher_path, teacher["fingerprint"], recorded)

@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from zuoxiao.core.errors import IntegrityError
-from zuoxiao.core.shards import read_manifest, shard_paths, table_logprobs
+from zuoxiao.core.shards import read_manifest, shard_paths
+from zuoxiao.core.softlabels import table_logprobs
 
 
 @dataclass
@@ -31,7 +32,7 @@ def read_transfer(label_dir: str | Path, limit: int | None = None, seed: int = 0
     """Up to ``limit`` rows (a seeded random sample when the set is larger), in a fixed order."""
     label_dir = Path(label_dir)
     manifest = read_manifest(label_dir)
-    num_classes = len(manifest.get("label_names") or [])
+    num_classes = manifest.num_classes
     texts: list[str] = []
     probs: list[np.ndarray] = []
     for path in shard_paths(label_dir, manifest):

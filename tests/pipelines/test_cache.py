@@ -6,14 +6,13 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from tests.pipelines.conftest import SENTENCES, write_tsv
-from zuoxiao.core.shards import read_manifest
+from zuoxiao.core.labelout import read_rows
 from zuoxiao.pipelines.label import label_from_config
 from zuoxiao.teacher.cache import CACHE_SCHEMA, TeacherCache
 
 
 def _logits(out):
-    m = read_manifest(out)
-    return {r["text"]: r["logits"] for s in m["shards"] for r in pq.read_table(out / s["file"]).to_pylist()}
+    return {r["text"]: r["logits"] for r in read_rows(out)}
 
 
 def test_second_run_only_labels_new_rows(tmp_path, make_cfg, caplog):

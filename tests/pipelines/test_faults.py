@@ -26,18 +26,17 @@ from tests.core.test_datasource import _damaged_parquet
 from tests.pipelines.conftest import SENTENCES, write_jsonl, write_tsv
 from zuoxiao.cli import main
 from zuoxiao.core.errors import InputError, IntegrityError, user_error
-from zuoxiao.core.shards import read_manifest, sha256_file
+from zuoxiao.core.labelout import read_rows
+from zuoxiao.core.shards import sha256_file
 from zuoxiao.pipelines.label import label_from_config
 
 
 def _rows(out):
-    m = read_manifest(out)
-    return [r for s in m["shards"] for r in pq.read_table(out / s["file"]).to_pylist()]
+    return read_rows(out)
 
 
 def _rejected(out):
-    m = read_manifest(out)
-    return [r for s in m["rejected_files"] for r in pq.read_table(out / s["file"]).to_pylist()]
+    return read_rows(out, "rejected_files")
 
 
 def _cli(tmp_path, cfg, *args):

@@ -8,13 +8,14 @@ import pytest
 
 from tests.pipelines.conftest import SENTENCES, write_jsonl, write_tsv
 from zuoxiao.core.errors import InputError
+from zuoxiao.core.labelout import read_rows
 from zuoxiao.core.shards import read_manifest
 from zuoxiao.pipelines.label import label_from_config
 
 
 def _texts(out):
-    m = read_manifest(out)
-    rows = [r for s in m["shards"] for r in pq.read_table(out / s["file"]).to_pylist()]
+    m = read_manifest(out).to_json()
+    rows = read_rows(out)
     return m, {r["text"]: r["gold"] for r in rows}
 
 

@@ -10,19 +10,18 @@ import yaml
 
 from tests.pipelines.conftest import SENTENCES, write_tsv
 from zuoxiao.core.errors import ConfigError
+from zuoxiao.core.labelout import read_rows
 from zuoxiao.core.shards import SHARD_SCHEMA, read_manifest, sha256_file
 from zuoxiao.pipelines.label import label_from_config, run
 from zuoxiao.teacher.model import load_classifier
 
 
 def _rows(out):
-    m = read_manifest(out)
-    return [r for s in m["shards"] for r in pq.read_table(out / s["file"]).to_pylist()]
+    return read_rows(out)
 
 
 def _rejected(out):
-    m = read_manifest(out)
-    return [r for s in m["rejected_files"] for r in pq.read_table(out / s["file"]).to_pylist()]
+    return read_rows(out, "rejected_files")
 
 
 def test_every_bad_input_class_lands_in_rejected(tmp_path, make_cfg):
@@ -148,7 +147,7 @@ def test_failed_pipeline_keeps_the_previous_output(tmp_path, make_cfg, monkeypat
     monkeypatch.setattr(write.WriteShard, "process", broken)
     with pytest.raises(Exception, match="disk full"):
         label_from_config(cfg, out)
-    assert read_manifest(out)["data_hash"] == good["data_hash"]  # still complete and verified
+    assert read_manifest(out).data_hash == good["data_hash"]  # still complete and verified
     assert not list(out.glob(".work-*"))
 
 

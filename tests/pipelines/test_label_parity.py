@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from zuoxiao.core.config import DataSource
 from zuoxiao.core.datasource import read_labelled
-from zuoxiao.core.shards import read_manifest
+from zuoxiao.core.labelout import read_rows
 from zuoxiao.pipelines.label import label_from_config
 
 # (value as each format writes it, the class it must be). JSONL and Parquet keep types; CSV/TSV are text.
@@ -60,7 +60,7 @@ def test_every_reader_and_format_gives_the_same_labels(tmp_path, make_cfg):
     names = ["1.0", "ne\u0301gatif", "True", "正面"]
     m = label_from_config(make_cfg(str(d), label_names=names), out)
     assert m["counts"]["rejected"] == 0
-    rows = [r for s in read_manifest(out)["shards"] for r in pq.read_table(out / s["file"]).to_pylist()]
+    rows = read_rows(out)
     assert {r["text"]: EXPECTED_NAMES[r["gold"]] for r in rows} == expected
     # 3. read_labelled (task.eval, task.dev, finetune.data), one format at a time and all together
     for pattern in ("a.jsonl", "b.csv", "c.tsv", "d-*.parquet", "e.parquet", "*"):

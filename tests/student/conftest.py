@@ -8,13 +8,11 @@ import random
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 
 from zuoxiao.core.config import parse_config
-from zuoxiao.core.shards import schema_with_metadata, sha256_file, write_json_atomic
+from zuoxiao.core.labelout import write_label_output
 
 POS = ["good", "great", "nice", "fine", "superb", "lovely"]
 NEG = ["bad", "awful", "poor", "sad", "terrible", "ugly"]
@@ -57,38 +55,12 @@ def make_tiny_bert(path: Path, num_labels: int = 2, layers: int = 4, seed: int =
 def write_shards(out: Path, rows: list[dict], logits: np.ndarray, label_names: list[str], teacher_path: str,
                  storage: str = "full", top_k: int = 2, n_shards: int = 2, gold_every: int = 1,
                  row_group_size: int | None = None) -> Path:
-    """Shards + manifest as pipelines/label.py writes them. Row i keeps its gold label when i % gold_every == 0."""
-    (out / "shards").mkdir(parents=True, exist_ok=True)
-    logits = np.asarray(logits, dtype=np.float32)
-    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    probs = np.exp(logp)
-    cols = {
-        "id": [r["id"] for r in rows], "text": [r["text"] for r in rows],
-        "gold": [r["y"] if i % gold_every == 0 else None for i, r in enumerate(rows)],
-        "augmented": [False] * len(rows), "teacher_argmax": logits.argmax(-1).astype(np.int32).tolist(),
-        "confidence": probs.max(-1).tolist(), "entropy": (-(probs * logp).sum(-1)).tolist(),
-        "num_tokens": [len(r["text"].split()) + 2 for r in rows], "truncated": [False] * len(rows),
-    }
-    if storage == "full":
-        cols.update(logits=logits.tolist(), topk_indices=[None] * len(rows), topk_logprobs=[None] * len(rows),
-                    residual_mass=[0.0] * len(rows))
-    else:
-        idx = np.argsort(-logp, axis=-1)[:, :top_k]
-        lp = np.take_along_axis(logp, idx, -1)
-        cols.update(logits=[None] * len(rows), topk_indices=idx.astype(np.int32).tolist(),
-                    topk_logprobs=lp.tolist(), residual_mass=(1 - np.exp(lp).sum(-1)).clip(0).tolist())
-    schema = schema_with_metadata(label_names, storage)
-    table = pa.Table.from_pydict(cols, schema=schema)
-    shards = []
-    for k, part in enumerate(np.array_split(np.arange(len(rows)), n_shards)):
-        name = f"shards/part-{k:05d}-of-{n_shards:05d}.parquet"
-        pq.write_table(table.take(part), out / name, compression="zstd", row_group_size=row_group_size)
-        shards.append({"file": name, "rows": len(part), "sha256": sha256_file(out / name)})
-    write_json_atomic(out / "manifest.json", {
-        "schema_version": 1, "shards": shards, "label_names": label_names, "num_classes": len(label_names),
-        "storage": storage, "teacher": {"path": teacher_path, "fingerprint": None},
-        "counts": {"rows": len(rows)},
-    })
+    """Shards + manifest through the format (zuoxiao.core.labelout). Row i keeps its gold label when
+    i % gold_every == 0."""
+    rows = [{"id": r["id"], "text": r["text"], "gold": r["y"] if i % gold_every == 0 else None}
+            for i, r in enumerate(rows)]
+    write_label_output(out, rows, logits, label_names, storage=storage, top_k=top_k, n_shards=n_shards,
+                       teacher={"path": teacher_path, "fingerprint": None}, row_group_size=row_group_size)
     return out
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from zuoxiao.core.shards import dense_from_topk
+from zuoxiao.core.softlabels import dense_from_topk
 from zuoxiao.student.losses import NO_GOLD, distill_loss, kd_kl, kd_mse
 
 

@@ -22,11 +22,11 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from zuoxiao.core.errors import IntegrityError
+from zuoxiao.core.manifest import Manifest
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -155,7 +155,7 @@ def _sha256_fs(fs: pafs.FileSystem, path: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def read_manifest(label_dir: str | Path, verify_checksums: bool = True) -> dict:
+def read_manifest(label_dir: str | Path, verify_checksums: bool = True) -> Manifest:
     """Load and check a label output (a local dir or a URI). Raises IntegrityError naming the problem and the fix."""
     fs, root = resolve_filesystem(label_dir)
     mpath = _join(label_dir, MANIFEST)
@@ -175,67 +175,24 @@ def read_manifest(label_dir: str | Path, verify_checksums: bool = True) -> dict:
         manifest = json.loads(text)
     except json.JSONDecodeError as err:
         raise IntegrityError(f"{mpath} is not valid JSON ({err}); rerun the label stage") from None
-    version = manifest.get("schema_version")
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
     if version != SCHEMA_VERSION:
         raise IntegrityError(
             f"{mpath}: shard schema_version {version!r} but this zuoxiao reads version {SCHEMA_VERSION}; "
             "relabel with this version of zuoxiao"
         )
-    for shard in manifest.get("shards", []):
-        p, inner = _join(label_dir, shard["file"]), f"{root}/{shard['file']}"
+    manifest = Manifest.parse(manifest, mpath)
+    for shard in manifest.shards:
+        p, inner = _join(label_dir, shard.file), f"{root}/{shard.file}"
         if fs.get_file_info(inner).type != pafs.FileType.File:
             raise IntegrityError(f"shard {p} listed in the manifest is missing; relabel or restore it")
-        if verify_checksums and _sha256_fs(fs, inner) != shard["sha256"]:
+        if verify_checksums and _sha256_fs(fs, inner) != shard.sha256:
             raise IntegrityError(
                 f"shard {p} does not match the sha256 in {mpath} (corrupt or modified); relabel or restore it"
             )
     return manifest
 
 
-def shard_paths(label_dir: str | Path, manifest: dict) -> list:
+def shard_paths(label_dir: str | Path, manifest: Manifest) -> list:
     """Shard locations: Paths for a local dir, URI strings otherwise (open either with ``open_shard``)."""
-    return [_join(label_dir, s["file"]) for s in manifest["shards"]]
-
-
-# --- decoding soft labels: the one place that turns stored columns back into distributions ---
-
-#: Floor on the residual probability mass so log() stays finite when top-k covered everything.
-MIN_RESIDUAL = 1e-12
-
-
-def dense_from_topk(indices: np.ndarray, logprobs: np.ndarray, residual: np.ndarray, num_classes: int) -> np.ndarray:
-    """Rebuild full teacher log-probabilities [B, C] from top-k storage.
-
-    indices [B, k] int, logprobs [B, k] (log-softmax at T=1), residual [B] = 1 - sum(exp(logprobs)).
-    The shard does not say how the residual mass is spread over the C-k classes outside the top k, so it
-    is spread UNIFORMLY: each of them gets log(residual / (C - k)). The result is a proper log
-    distribution (it sums to 1), so it can stand in for logits: softmax(logprobs / T) equals the
-    teacher's tempered distribution exactly on the top-k classes' relative odds.
-    """
-    b, k = indices.shape
-    if k > num_classes:
-        raise IntegrityError(f"top-k storage with k={k} > num_classes={num_classes}; the shards do not match "
-                             "the task's label names (relabel)")
-    fill = np.log(np.maximum(residual.astype(np.float64), MIN_RESIDUAL) / max(num_classes - k, 1))
-    out = np.repeat(fill[:, None], num_classes, axis=1)
-    np.put_along_axis(out, indices.astype(np.int64), logprobs.astype(np.float64), axis=1)
-    return out.astype(np.float32)
-
-
-def table_logprobs(table: pa.Table, num_classes: int) -> np.ndarray:
-    """Teacher log-probabilities [N, C] (float32) of a shard table, full or top-k storage alike.
-
-    Full storage: log_softmax(logits). Top-k: dense_from_topk (the residual spread uniformly).
-    """
-    n = table.num_rows
-    logits = table.column("logits").to_pylist() if "logits" in table.column_names else [None] * n
-    if n and all(row is not None for row in logits):
-        z = np.asarray(logits, np.float64).reshape(n, -1)
-        z = z - z.max(-1, keepdims=True)
-        return (z - np.log(np.exp(z).sum(-1, keepdims=True))).astype(np.float32)
-    idx, lp = table.column("topk_indices").to_pylist(), table.column("topk_logprobs").to_pylist()
-    if any(i is None for i in idx) or any(v is None for v in lp):
-        raise IntegrityError("a shard row has neither logits nor top-k columns; relabel")
-    if not n:
-        return np.zeros((0, num_classes), np.float32)
-    return dense_from_topk(np.asarray(idx), np.asarray(lp), table.column("residual_mass").to_numpy(), num_classes)
+    return [_join(label_dir, s.file) for s in manifest.shards]

@@ -11,12 +11,10 @@ import string
 import tempfile
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from zuoxiao.core.config.views import CompressView, ShipView
-from zuoxiao.core.shards import SCHEMA_VERSION, schema_with_metadata, sha256_file
+from zuoxiao.core.labelout import write_label_output
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = ["good", "bad", "great", "awful", "movie", "film", "plot", "the", "a", "was", "is", "very",
@@ -83,29 +81,14 @@ def write_eval(path: Path) -> Path:
 
 
 def write_shards(label_dir: Path, teacher, tokenizer, n_repeat: int = 4) -> Path:
-    """Label `dataset()` with `teacher` into one shard + manifest (schema of zuoxiao/shards.py)."""
+    """Label `dataset()` with `teacher` into one shard + manifest, through the format (zuoxiao.core.labelout)."""
     texts, gold = dataset(n_repeat)
     with torch.no_grad():
         enc = tokenizer(texts, padding=True, return_tensors="pt")
-        logits = teacher(**enc).logits.float()
-    probs = logits.softmax(-1)
-    rows = {
-        "id": [str(i) for i in range(len(texts))], "text": texts, "gold": gold,
-        "augmented": [False] * len(texts), "teacher_argmax": logits.argmax(-1).tolist(),
-        "confidence": probs.max(-1).values.tolist(),
-        "entropy": (-(probs * probs.clamp_min(1e-12).log()).sum(-1)).tolist(),
-        "num_tokens": enc["attention_mask"].sum(-1).tolist(), "truncated": [False] * len(texts),
-        "logits": logits.tolist(), "topk_indices": [None] * len(texts), "topk_logprobs": [None] * len(texts),
-        "residual_mass": [0.0] * len(texts),
-    }
-    schema = schema_with_metadata(LABELS[: logits.shape[1]], "full")
-    (label_dir / "shards").mkdir(parents=True, exist_ok=True)
-    shard = label_dir / "shards" / "part-00000-of-00001.parquet"
-    pq.write_table(pa.Table.from_pydict(rows, schema=schema), shard)
-    manifest = {"schema_version": SCHEMA_VERSION, "label_names": LABELS[: logits.shape[1]],
-                "shards": [{"file": "shards/part-00000-of-00001.parquet", "rows": len(texts),
-                            "sha256": sha256_file(shard)}], "counts": {"rows": len(texts)}}
-    (label_dir / "manifest.json").write_text(json.dumps(manifest))
+        logits = teacher(**enc).logits.float().numpy()
+    rows = [{"id": str(i), "text": t, "gold": g, "num_tokens": int(n)}
+            for i, (t, g, n) in enumerate(zip(texts, gold, enc["attention_mask"].sum(-1).tolist(), strict=True))]
+    write_label_output(label_dir, rows, logits, LABELS[: logits.shape[1]])
     return label_dir
 
 

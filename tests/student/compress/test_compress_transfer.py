@@ -1,31 +1,21 @@
-import json
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 
 from tests.student.compress.compress_fixtures import make_model, make_tokenizer, write_shards
 from zuoxiao.core.errors import IntegrityError
-from zuoxiao.core.shards import SCHEMA_VERSION, schema_with_metadata, sha256_file
+from zuoxiao.core.labelout import write_label_output
 from zuoxiao.student.compress.recover import _minimal
 from zuoxiao.student.transfer import read_transfer
 
 
 def _topk_shards(label_dir):
-    rows = {"id": ["a", "b"], "text": ["x y", "z"], "gold": [0, None], "augmented": [False, False],
-            "teacher_argmax": [2, 0], "confidence": [0.7, 0.6], "entropy": [0.5, 0.5], "num_tokens": [2, 1],
-            "truncated": [False, False], "logits": [None, None], "topk_indices": [[2, 1], [0, 3]],
-            "topk_logprobs": [np.log([0.7, 0.2]).tolist(), np.log([0.6, 0.3]).tolist()],
-            "residual_mass": [0.1, 0.1]}
-    (label_dir / "shards").mkdir(parents=True)
-    f = label_dir / "shards" / "part-00000-of-00001.parquet"
-    pq.write_table(pa.Table.from_pydict(rows, schema=schema_with_metadata(list("abcd"), "topk")), f)
-    (label_dir / "manifest.json").write_text(json.dumps({
-        "schema_version": SCHEMA_VERSION, "label_names": list("abcd"),
-        "shards": [{"file": "shards/part-00000-of-00001.parquet", "rows": 2, "sha256": sha256_file(f)}]}))
-    return f
+    """Two rows stored as top-2 log-probs of 4 classes (residual 0.1 each), through the format."""
+    probs = np.array([[0.05, 0.2, 0.7, 0.05], [0.6, 0.05, 0.05, 0.3]])
+    rows = [{"id": "a", "text": "x y", "gold": 0}, {"id": "b", "text": "z", "gold": None}]
+    write_label_output(label_dir, rows, np.log(probs), list("abcd"), storage="topk", top_k=2)
+    return label_dir / "shards" / "part-00000-of-00001.parquet"
 
 
 def test_topk_shards_rebuild_probabilities(tmp_path):

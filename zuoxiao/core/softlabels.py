@@ -1,4 +1,4 @@
-"""Teacher logits -> the soft-label columns of SHARD_SCHEMA.
+"""The soft-label codec of SHARD_SCHEMA: teacher logits -> stored columns (encode) and back (decode).
 
 For C <= max_full_classes every raw logit is kept (float32), so the student can use any temperature.
 Above it only the top-k classes are kept as log-probabilities at T=1 plus the residual mass
@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from zuoxiao.core.shards import SHARD_SCHEMA, table_logprobs
+from zuoxiao.core.errors import IntegrityError
+from zuoxiao.core.shards import SHARD_SCHEMA
 
 
 def storage_kind(num_classes: int, max_full_classes: int) -> str:
@@ -86,3 +87,47 @@ def probs_from_row(row: dict, num_classes: int) -> np.ndarray:
     table = pa.Table.from_pylist([{k: row.get(k) for k in _SOFT_COLUMNS}],
                                  schema=pa.schema([SHARD_SCHEMA.field(n) for n in _SOFT_COLUMNS]))
     return np.exp(table_logprobs(table, num_classes)[0].astype(np.float64))
+
+
+# --- decode: the one place that turns stored columns back into distributions ---
+
+#: Floor on the residual probability mass so log() stays finite when top-k covered everything.
+MIN_RESIDUAL = 1e-12
+
+
+def dense_from_topk(indices: np.ndarray, logprobs: np.ndarray, residual: np.ndarray, num_classes: int) -> np.ndarray:
+    """Rebuild full teacher log-probabilities [B, C] from top-k storage.
+
+    indices [B, k] int, logprobs [B, k] (log-softmax at T=1), residual [B] = 1 - sum(exp(logprobs)).
+    The shard does not say how the residual mass is spread over the C-k classes outside the top k, so it
+    is spread UNIFORMLY: each of them gets log(residual / (C - k)). The result is a proper log
+    distribution (it sums to 1), so it can stand in for logits: softmax(logprobs / T) equals the
+    teacher's tempered distribution exactly on the top-k classes' relative odds.
+    """
+    b, k = indices.shape
+    if k > num_classes:
+        raise IntegrityError(f"top-k storage with k={k} > num_classes={num_classes}; the shards do not match "
+                             "the task's label names (relabel)")
+    fill = np.log(np.maximum(residual.astype(np.float64), MIN_RESIDUAL) / max(num_classes - k, 1))
+    out = np.repeat(fill[:, None], num_classes, axis=1)
+    np.put_along_axis(out, indices.astype(np.int64), logprobs.astype(np.float64), axis=1)
+    return out.astype(np.float32)
+
+
+def table_logprobs(table: pa.Table, num_classes: int) -> np.ndarray:
+    """Teacher log-probabilities [N, C] (float32) of a shard table, full or top-k storage alike.
+
+    Full storage: log_softmax(logits). Top-k: dense_from_topk (the residual spread uniformly).
+    """
+    n = table.num_rows
+    logits = table.column("logits").to_pylist() if "logits" in table.column_names else [None] * n
+    if n and all(row is not None for row in logits):
+        z = np.asarray(logits, np.float64).reshape(n, -1)
+        z = z - z.max(-1, keepdims=True)
+        return (z - np.log(np.exp(z).sum(-1, keepdims=True))).astype(np.float32)
+    idx, lp = table.column("topk_indices").to_pylist(), table.column("topk_logprobs").to_pylist()
+    if any(i is None for i in idx) or any(v is None for v in lp):
+        raise IntegrityError("a shard row has neither logits nor top-k columns; relabel")
+    if not n:
+        return np.zeros((0, num_classes), np.float32)
+    return dense_from_topk(np.asarray(idx), np.asarray(lp), table.column("residual_mass").to_numpy(), num_classes)

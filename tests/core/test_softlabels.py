@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from zuoxiao.teacher.soft_labels import log_softmax, probs_from_row, soft_label_columns, storage_kind
+from zuoxiao.core.softlabels import log_softmax, probs_from_row, soft_label_columns, storage_kind
 
 
 def _logits(b=5, c=6, seed=0):
