@@ -99,7 +99,8 @@ def check_finite(path: Path, storage: str) -> None:
 
 
 class ShardStream:
-    """The label output as an epoch-wise stream of RawBatch (not yet tokenised).
+    """The one reader of a label output: an epoch-wise stream of RawBatch (not yet tokenised), or every
+    row once in order (``rows_in_order``, the sampling mode behind student/transfer.py).
 
     Checks the manifest (schema version, sha256 of every shard), every shard's schema and that its
     teacher values are finite, on open.
@@ -158,6 +159,19 @@ class ShardStream:
                 f"a shard in {self.label_dir} has logits rows that are null or not {c} long; relabel"
             )
         return flat.reshape(n, c).astype(np.float32)
+
+    def rows_in_order(self) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+        """Sampling mode: every row once, shards in manifest order: (texts, teacher [n, C], gold [n]).
+
+        The teacher values are logits (full storage) or rebuilt log-probs (top-k); softmax of either is the
+        teacher's distribution. The compress stage samples its calibration/importance rows from this.
+        """
+        for f in self.files:
+            reader = pq.ParquetFile(open_shard(f), pre_buffer=False)
+            for rb in reader.iter_batches(batch_size=1024, columns=COLUMNS, use_threads=False):
+                if rb.num_rows:
+                    gold = rb.column("gold").fill_null(NO_GOLD).to_numpy().astype(np.int64)
+                    yield rb.column("text").to_pylist(), self._teacher(rb), gold
 
     def _rows(self, epoch: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
         rng = np.random.default_rng([self.seed, epoch, 1])
