@@ -101,7 +101,7 @@ def teacher_record(ctx: Context) -> dict | None:
     tok = load_tokenizer(path, ctx.cfg.teacher.trust_remote_code)
     max_len = ctx.cfg.teacher.max_length
     key = {"fingerprint": fingerprint(model), "eval_rows": len(ctx.texts), "max_length": max_len,
-           "eval_hash": hash_texts(ctx.texts), "latency_seq_len": ctx.cc.latency_seq_len}
+           "eval_hash": hash_texts(ctx.texts), "latency_seq_len": ctx.cc.latency_seq_len, "with_tokenizer": True}
     cache = ctx.paths.compress / "teacher.json"
     cached = read_json(cache)
     if cached.get("key") == key:
@@ -111,7 +111,7 @@ def teacher_record(ctx: Context) -> dict | None:
     from zuoxiao.student.compress.export import input_names
 
     lat = measure("torch", model, model.config.vocab_size, input_names(tok, model), seq_len=ctx.cc.latency_seq_len,
-                  runs=ctx.cc.latency_runs, threads=ctx.cc.latency_threads)
+                  runs=ctx.cc.latency_runs, threads=ctx.cc.latency_threads, tokenizer=tok, texts=ctx.texts[:64])
     ctx.teacher_pred = None  # the teacher's agreement with itself is not a measurement
     rec = ctx.measure("teacher", "teacher", logits, params=sum(p.numel() for p in model.parameters()),
                       nbytes=weights_bytes(resolve_model_path(path)), latency=lat, runtime="torch fp32",

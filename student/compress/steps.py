@@ -46,7 +46,7 @@ def apply(ctx, state: State, step, out: Path) -> tuple[State, dict]:
         raise InputError("no step can follow a torch int8 quantize step; make quantize the last step")
     fn = {"vocab_trim": _vocab, "prune_heads": _structured, "prune_neurons": _structured,
           "prune_layers": _layers, "magnitude": _magnitude, "low_rank": _low_rank, "recover": _recover,
-          "quantize": _quantize}[step.kind]
+          "factorize_embeddings": _factorize, "quantize": _quantize}[step.kind]
     shutil.rmtree(out, ignore_errors=True)  # a rerun replaces the step's old artefacts
     out.mkdir(parents=True)
     return fn(ctx, state, step, out)
@@ -114,6 +114,16 @@ def _low_rank(ctx, state, step, out):
     return _save(state, out), info
 
 
+def _factorize(ctx, state, step, out):
+    from zuoxiao.student.compress.embeddings import factorize_embeddings
+    from zuoxiao.student.transfer import read_transfer
+
+    ts = read_transfer(ctx.paths.label, limit=step.max_rows, seed=ctx.cfg.seed)
+    info = factorize_embeddings(state.model, state.tokenizer, ts.texts, rank=step.rank, energy=step.energy,
+                                smoothing=step.smoothing, max_length=ctx.max_length)
+    return _save(state, out), info
+
+
 def _recover(ctx, state, step, out):
     from zuoxiao.student.compress.recover import recover
 
@@ -152,10 +162,40 @@ def _quantize(ctx, state, step, out):
     model = state.float_model
     info["onnx_fp32_bytes"] = state.onnx.stat().st_size
     info["onnx_fp32_latency_ms"] = measure("onnx", state.onnx, model.config.vocab_size, _names(state), **_lat(ctx))
-    qinfo = quantize_onnx(state.onnx, out / "model.onnx", per_channel=step.per_channel,
-                          reduce_range=step.reduce_range)
+    if step.mode == "static":
+        from zuoxiao.student.compress.quantize import quantize_onnx_static
+        from zuoxiao.student.transfer import read_transfer
+
+        calib = read_transfer(ctx.paths.label, limit=step.calibration_rows, seed=ctx.cfg.seed).texts
+        qinfo = quantize_onnx_static(state.onnx, out / "model.onnx", state.tokenizer, calib, _names(state),
+                                     ctx.max_length, per_channel=step.per_channel, reduce_range=step.reduce_range,
+                                     method=step.calibration_method, activation_type=step.activation_type)
+    else:
+        qinfo = quantize_onnx(state.onnx, out / "model.onnx", per_channel=step.per_channel,
+                              reduce_range=step.reduce_range)
     state.onnx.unlink()  # the fp32 graph is re-creatable from the previous step; keep the disk small
-    return replace(state, onnx=out / "model.onnx", runtime="onnx-int8"), {**info, **qinfo}
+    state = replace(state, onnx=out / "model.onnx", runtime="onnx-int8")
+    if step.optimize != "none":
+        qinfo.update(_optimize(ctx, state, step.optimize))
+    return state, {**info, **qinfo}
+
+
+def _optimize(ctx, state: State, level: str) -> dict:
+    """Optimise the int8 graph in place; check logits stay equal and time it before/after."""
+    import numpy as np
+
+    from zuoxiao.student.compress.export import onnx_logits, onnx_session
+    from zuoxiao.student.compress.latency import measure
+    from zuoxiao.student.compress.quantize import optimize_onnx
+
+    texts, vocab = ctx.texts[:64], state.float_model.config.vocab_size
+    before = onnx_logits(onnx_session(state.onnx), state.tokenizer, texts, ctx.max_length)
+    lat_before = measure("onnx", state.onnx, vocab, _names(state), batches=(1,), **_lat(ctx))["b1"]
+    info = optimize_onnx(state.onnx, state.onnx, level)
+    after = onnx_logits(onnx_session(state.onnx), state.tokenizer, texts, ctx.max_length)
+    info["optimize_max_abs_diff"] = float(np.abs(before - after).max()) if len(texts) else 0.0
+    info["b1_before_optimize_ms"] = lat_before
+    return info
 
 
 def _names(state: State) -> list[str]:
@@ -166,6 +206,11 @@ def _names(state: State) -> list[str]:
 
 def _lat(ctx) -> dict:
     return {"seq_len": ctx.cc.latency_seq_len, "runs": ctx.cc.latency_runs, "threads": ctx.cc.latency_threads}
+
+
+def _lat_tok(ctx, state: State) -> dict:
+    """_lat plus what b1_with_tokenizer needs: the state's tokenizer and eval texts to cut rows from."""
+    return {**_lat(ctx), "tokenizer": state.tokenizer, "texts": ctx.texts[:64]}
 
 
 def _torch_bytes(model) -> int:
@@ -187,11 +232,11 @@ def measure_state(ctx, state: State, name: str, kind: str, info: dict | None = N
     if state.onnx is not None:
         logits = onnx_logits(onnx_session(state.onnx), state.tokenizer, ctx.texts, ctx.max_length,
                              ctx.cc.eval_batch_size)
-        lat = measure("onnx", state.onnx, vocab, _names(state), **_lat(ctx))
+        lat = measure("onnx", state.onnx, vocab, _names(state), **_lat_tok(ctx, state))
         nbytes = state.onnx.stat().st_size
     else:
         logits = predict_logits(state.model, state.tokenizer, ctx.texts, ctx.max_length, ctx.cc.eval_batch_size)
-        lat = measure("torch", state.model, vocab, _names(state), **_lat(ctx))
+        lat = measure("torch", state.model, vocab, _names(state), **_lat_tok(ctx, state))
         nbytes = _torch_bytes(state.model) if state.runtime == "torch-int8" else weights_bytes(state.dir)
     params = state.params or _params(model)
     return ctx.measure(name, kind, logits, params=params, nbytes=nbytes, latency=lat,

@@ -116,20 +116,52 @@ class Recover(StrictModel):
     batch_size: int = Field(32, ge=1)
 
 
+class FactorizeEmbeddings(StrictModel):
+    """Word embeddings [V, d] -> A [V, r] @ B [r, d] (a narrow table plus a projection), fitted by a
+    token-frequency-weighted, mean-centred SVD over the transfer set; the mean row is folded into the
+    token-type (or position) embeddings, which every token adds anyway. Follow with recover."""
+
+    kind: Literal["factorize_embeddings"]
+    rank: int | None = Field(64, ge=1, description="inner width r; null = the smallest keeping `energy`")
+    energy: float = Field(0.95, gt=0, le=1, description="weighted sum(S^2) kept when rank is null")
+    max_rows: int | None = Field(20000, ge=1, description="transfer rows counted for token frequencies; null = all")
+    smoothing: float = Field(1.0, ge=0, description="added to every token count, so unseen tokens keep weight")
+
+
 class Quantize(StrictModel):
-    """int8. onnx: ONNX Runtime dynamic quantisation of the exported graph (what the bundle ships);
+    """int8. onnx: ONNX Runtime quantisation of the exported graph (what the bundle ships): dynamic
+    (activations quantised at run time) or static (QDQ, activation ranges calibrated on transfer rows);
     torch: torch.ao dynamic int8 of nn.Linear, measured in the report (the bundle then ships fp32 ONNX)."""
 
     kind: Literal["quantize"]
     backend: Literal["onnx", "torch"] = "onnx"
+    mode: Literal["dynamic", "static"] = Field(
+        "dynamic", description="onnx only; static was slower than dynamic on AVX2 CPUs without VNNI (docs/compress.md)"
+    )
     per_channel: bool = Field(True, description="per-output-channel weight scales (onnx)")
     reduce_range: bool | Literal["auto"] = Field(
         "auto", description="7-bit weights; auto = on for CPUs without VNNI (avoids int16 overflow)"
     )
+    calibration_rows: int = Field(256, ge=1, description="static: transfer-set rows run to calibrate activations")
+    calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
+        "minmax", description="static: how activation ranges are chosen from the calibration rows"
+    )
+    activation_type: Literal["uint8", "int8"] = Field("uint8", description="static: activation int8 type")
+    optimize: Literal["none", "basic", "extended"] = Field(
+        "none", description="save ONNX Runtime's graph optimisations of this level into the bundle's graph "
+        "(extended fuses into com.microsoft ops that only ONNX Runtime runs)"
+    )
+
+    @model_validator(mode="after")
+    def _static_needs_onnx(self):
+        if self.mode == "static" and self.backend != "onnx":
+            raise ValueError("quantize.mode=static needs backend=onnx (torch.ao is measured dynamic only)")
+        return self
 
 
 Step = Annotated[
-    VocabTrim | PruneHeads | PruneNeurons | PruneLayers | Magnitude | LowRank | Recover | Quantize,
+    VocabTrim | PruneHeads | PruneNeurons | PruneLayers | Magnitude | LowRank | FactorizeEmbeddings | Recover
+    | Quantize,
     Field(discriminator="kind"),
 ]
 
