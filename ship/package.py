@@ -72,6 +72,7 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
     logits = bundle.logits(ctx.texts, batch_size=ctx.cc.eval_batch_size)
     probs = softmax(logits.astype(np.float64) / bundle.temperature)
     pred = probs.argmax(-1)
+    ctx.eval_probs = probs.astype(np.float32)  # [N, C]: the run report's confusion matrix and reliability plot
     m = classification_metrics(pred, ctx.gold, len(ctx.label_names))
     teacher_pred = getattr(ctx, "teacher_pred", None)
     shipped = {

@@ -91,6 +91,7 @@ def publish(ctx: ShipContext, report: dict) -> ShipResult:
         gate["message"] = gate_message(gate)
         paths.ship.mkdir(parents=True, exist_ok=True)  # never write into compress/: its outputs are recorded
         write_json_atomic(paths.ship / "shipped.json", {"bundle": shipped, "gate": gate})
+        save_eval_predictions(ctx, paths.ship / "eval_predictions.npz")
         if not gate["passed"]:
             print(gate["message"], file=sys.stderr)
             raise GateFailed(gate["message"] + f"; nothing was published to {paths.bundle} (report: {paths.compress})",
@@ -104,3 +105,13 @@ def publish(ctx: ShipContext, report: dict) -> ShipResult:
         shutil.rmtree(staging, ignore_errors=True)
     print(gate["message"], file=sys.stderr)  # stdout stays machine-readable (the CLI prints JSON there)
     return _result(shipped, report, paths.bundle)
+
+
+def save_eval_predictions(ctx: ShipContext, path: Path) -> None:
+    """The bundle's probabilities on task.eval beside gold and the teacher's predictions, for the run report
+    (confusion matrix, reliability diagram, confident disagreements) and for anyone auditing the bundle."""
+    teacher = ctx.teacher_pred if ctx.teacher_pred is not None else np.full(len(ctx.gold), -1)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, probs=ctx.eval_probs, gold=np.asarray(ctx.gold), teacher_pred=np.asarray(teacher),
+                            texts=np.asarray(ctx.texts, dtype=object).astype(str),
+                            label_names=np.asarray(ctx.label_names, dtype=str))

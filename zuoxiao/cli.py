@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle", help="bundle directory (with web/index.html)")
     p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000; 0 = any free one)")
 
+    p = sub.add_parser("report", help="(re)build RUN_DIR/report.html: tables, plots, disagreements")
+    p.add_argument("run_dir", help="a run folder, e.g. outputs/demo/latest")
+
     p = sub.add_parser("demo", help="generate the demo task and run the whole job on it")
     p.add_argument("--output", default="outputs/demo", help="where the demo data and run go")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -200,6 +203,15 @@ def _dispatch(args) -> int:
         from zuoxiao.ship.serve import serve_page
 
         return serve_page(args.bundle, args.port)
+    if args.command == "report":
+        from zuoxiao.core.errors import InputError
+        from zuoxiao.run.page import write_report_html
+
+        if not (Path(args.run_dir) / "summary.json").is_file():
+            raise InputError(f"{args.run_dir} has no summary.json: give a run folder (outputs/<task>/runs/<id> "
+                             "or outputs/<task>/latest) of a run that finished")
+        print(write_report_html(args.run_dir))
+        return EXIT_OK
     if args.command == "demo":
         from zuoxiao.run.demo import run_demo
 

@@ -74,6 +74,14 @@ def test_tiny_full_run_twice_with_cache(tmp_path, tiny_backbone):
     card = (bundle / "README.md").read_text()  # baseline, teacher, student and bundle side by side
     assert "| baseline (TF-IDF + logistic regression" in card and "| **this bundle** |" in card
     assert json.loads((bundle / "metrics.json").read_text())["baseline"]["accuracy"] == m["baseline_accuracy"]
+    page = (out / "latest" / "report.html").read_text()  # the run report: tables and inline plots
+    for section in ("Baseline, teacher, student, bundle", "Compression steps", "confusion matrix",
+                    "Per-class recall", "Most confident disagreements", "data:image/png;base64,"):
+        assert section in page or section.lower() in page.lower(), section
+    (out / "latest" / "report.html").unlink()
+    from zuoxiao.cli import main as cli_main
+
+    assert cli_main(["report", str(out / "latest")]) == 0 and (out / "latest" / "report.html").is_file()
     assert first["gate"]["passed"] is True
     assert m["teacher_accuracy"] > 0.2  # 8 classes: the fine-tuned tiny teacher learned something (chance 0.125)
 

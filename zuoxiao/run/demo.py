@@ -57,6 +57,10 @@ def run_demo(output: Path, overrides: list[str] | None = None) -> int:
         console.print(f"[bold green]demo finished in {minutes:.1f} min[/]: the bundle is in "
                       f"{summary['bundle']} (also {output / 'latest' / 'bundle'})")
         console.print(f"try it:  zuoxiao predict {output / 'latest' / 'bundle'} \"I was charged twice this month\"")
+        console.print(f"in a browser:  zuoxiao serve-page {output / 'latest' / 'bundle'}   "
+                      "(then open the printed http://127.0.0.1 URL)")
+        if summary.get("report"):
+            console.print(f"run report:  {output / 'latest' / 'report.html'}")
     else:
         console.print(f"[bold red]demo finished in {minutes:.1f} min with status {summary['status']}[/] "
                       f"(exit {summary['exit_code']})")

@@ -30,6 +30,7 @@ from zuoxiao.core.paths import StagePaths
 from zuoxiao.core.results import RESULT_TYPES, ShipResult, StageResult
 from zuoxiao.core.shards import write_json_atomic
 from zuoxiao.run import history as H
+from zuoxiao.run.page import write_report_html
 from zuoxiao.run.report import EventLog, collect_metrics, print_summary
 from zuoxiao.run.stages import (
     RESUMABLE,
@@ -140,6 +141,13 @@ def _finish(rc: RunContext, chain: list[str], stages: dict, state: dict, resumed
     }
     if status in H.FINISHED and rc.cfg.run.keep_runs:
         summary["pruned_runs"] = H.prune_runs(rc.out, rc.cfg.run.keep_runs, rc.run_id)
+    try:  # the page people look at; built from the records above, so it can never change the verdict
+        write_json_atomic(rc.paths.root / "summary.json", summary)
+        summary["report"] = str(write_report_html(rc.paths.root))
+    except Exception as err:  # noqa: BLE001 - a plotting problem must not fail a finished run
+        log.warning("report.html not written (%s: %s); rebuild it with `zuoxiao report %s`",
+                    type(err).__name__, err, rc.paths.root)
+        summary["report"] = None
     write_json_atomic(rc.paths.root / "summary.json", summary)
     state.update(status=status, finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     state.pop("error", None)
