@@ -56,8 +56,12 @@ def make_tiny_bert(path: Path, num_labels: int = 2, layers: int = 4, seed: int =
 
 def write_shards(out: Path, rows: list[dict], logits: np.ndarray, label_names: list[str], teacher_path: str,
                  storage: str = "full", top_k: int = 2, n_shards: int = 2, gold_every: int = 1,
-                 row_group_size: int | None = None) -> Path:
-    """Shards + manifest as pipelines/label.py writes them. Row i keeps its gold label when i % gold_every == 0."""
+                 row_group_size: int | None = None, reprs: np.ndarray | None = None) -> Path:
+    """Shards + manifest as pipelines/label.py writes them. Row i keeps its gold label when i % gold_every == 0.
+
+    reprs [N, D] (NaN rows = null): written to teacher_repr (fp16) with teacher.repr_dim = D. Without it the
+    shards lack the column, as shards written before it existed do.
+    """
     (out / "shards").mkdir(parents=True, exist_ok=True)
     logits = np.asarray(logits, dtype=np.float32)
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
@@ -77,7 +81,9 @@ def write_shards(out: Path, rows: list[dict], logits: np.ndarray, label_names: l
         lp = np.take_along_axis(logp, idx, -1)
         cols.update(logits=[None] * len(rows), topk_indices=idx.astype(np.int32).tolist(),
                     topk_logprobs=lp.tolist(), residual_mass=(1 - np.exp(lp).sum(-1)).clip(0).tolist())
-    schema = schema_with_metadata(label_names, storage)
+    if reprs is not None:
+        cols["teacher_repr"] = [None if np.isnan(v).any() else v.astype(np.float16) for v in np.asarray(reprs)]
+    schema = schema_with_metadata(label_names, storage, optional_columns=reprs is not None)
     table = pa.Table.from_pydict(cols, schema=schema)
     shards = []
     for k, part in enumerate(np.array_split(np.arange(len(rows)), n_shards)):
@@ -86,7 +92,8 @@ def write_shards(out: Path, rows: list[dict], logits: np.ndarray, label_names: l
         shards.append({"file": name, "rows": len(part), "sha256": sha256_file(out / name)})
     write_json_atomic(out / "manifest.json", {
         "schema_version": 1, "shards": shards, "label_names": label_names, "num_classes": len(label_names),
-        "storage": storage, "teacher": {"path": teacher_path, "fingerprint": None},
+        "storage": storage, "teacher": {"path": teacher_path, "fingerprint": None,
+                                        "repr_dim": None if reprs is None else int(np.asarray(reprs).shape[1])},
         "counts": {"rows": len(rows)},
     })
     return out
