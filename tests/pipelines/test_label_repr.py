@@ -35,3 +35,21 @@ def test_representation_off_writes_a_null_column(tmp_path, make_cfg):
     assert m["teacher"]["repr_dim"] is None
     t = pq.read_table(tmp_path / "off" / m["shards"][0]["file"])
     assert t.column("teacher_repr").null_count == t.num_rows
+
+
+def test_an_ensemble_stores_its_first_members_representation(tmp_path):
+    from tests.pipelines.tiny_teacher import build_tiny_teacher
+    from zuoxiao.teacher.ensemble import load_ensemble
+    from zuoxiao.teacher.handler import LoadedTeacher
+
+    a = str(build_tiny_teacher(tmp_path / "a", label_names=["neg", "pos"], seed=1))
+    b = str(build_tiny_teacher(tmp_path / "b", label_names=["neg", "pos"], seed=2))
+    ens = load_ensemble([{"path": a}, {"path": b}], max_length=16)
+    texts = ["a very good movie", "i hate it"]
+    logits, reps = LoadedTeacher(ens, load_tokenizer(a), "cpu").predict_with_repr([], texts)
+    np.testing.assert_allclose(logits, ens.predict_texts(texts), atol=1e-6)  # the combined soft labels
+    model, tok = load_classifier(a, ["neg", "pos"]), load_tokenizer(a)
+    with torch.inference_mode():
+        out = model(**tok(texts, padding=True, truncation=True, max_length=16, return_tensors="pt"),
+                    output_hidden_states=True)
+    np.testing.assert_allclose(reps, out.hidden_states[-1][:, 0].numpy(), atol=1e-5)
