@@ -67,8 +67,9 @@ def parse_args(argv=None):
     p.add_argument("--search-steps", type=int, default=150)
     p.add_argument("--skip-gold-budget", action="store_true", help="do not train the gold-budget student")
     p.add_argument("--compare-losses", nargs="*", default=[], metavar="KIND[:T]",
-                   help="also distil with each of these losses on the same shards (e.g. kl:1 kl:4 mse) and report "
-                        "their test accuracy in loss_comparison (the evidence behind loss.kind=auto); repr_weight 0")
+                   help="also distil with each of these losses on the same shards (e.g. kl:1 kl:4 mse, mse@r1 = with "
+                        "repr_weight 1) and report their test accuracy in loss_comparison (the evidence behind "
+                        "loss.kind=auto)")
     p.add_argument("--alpha", type=float, default=1.0, help="weight of the distillation term")
     p.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--eval-every", type=int, default=200)
@@ -201,14 +202,16 @@ def main(argv=None) -> dict:
 
     comparison = {}
     for spec in args.compare_losses:  # same shards, same student, only the distillation loss differs
-        kind, _, temp = spec.partition(":")
+        loss_spec, _, weight = spec.partition("@r")  # e.g. "kl:4", "mse@r1" (repr_weight 1, needs --store-repr)
+        kind, _, temp = loss_spec.partition(":")
         ccfg = make_cfg(args, ds, files, work, str(teacher_dir),
-                        {"loss": {"kind": kind, "alpha": args.alpha, "temperature": float(temp or 2.0)},
-                         "search": None})
+                        {"loss": {"kind": kind, "alpha": args.alpha, "temperature": float(temp or 2.0),
+                                  "repr_weight": float(weight or 0.0)}, "search": None})
         t = time.time()
-        res = train(TrainView.of(ccfg), work / "label", work / f"student-{kind}{temp}")
+        name = "student-" + spec.replace(":", "T").replace("@", "-")
+        res = train(TrainView.of(ccfg), work / "label", work / name)
         comparison[spec] = {"dev_acc": res["student"]["accuracy"], "seconds": round(time.time() - t, 1),
-                            "test": test_acc(work / f"student-{kind}{temp}", files, ds["labels"], ds["max_length"])}
+                            "test": test_acc(work / name, files, ds["labels"], ds["max_length"])}
 
     gold = {}
     if not args.skip_gold_budget:
