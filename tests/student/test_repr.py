@@ -49,7 +49,7 @@ def test_repr_column_read_with_its_dim_and_finite_values(repr_shards, toy_data):
     # the same batches (texts, teacher) as a stream that does not read representations
     plain = list(ShardStream(repr_shards, batch_size=16).epoch(0))
     assert [b.texts for b in plain] == [b.texts for b in batches]
-    assert all(np.array_equal(p.teacher, b.teacher) and p.teacher_repr is None for p, b in zip(plain, batches))
+    assert all(np.array_equal(p.teacher, b.teacher) and p.teacher_repr is None for p, b in zip(plain, batches, strict=True))
 
 
 def test_old_shards_without_the_column_still_read(toy_shards):
