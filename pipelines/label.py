@@ -102,7 +102,19 @@ def to_shard_row(rec: dict, max_full_classes: int, top_k: int) -> dict:
         # private: used by the writer (cache parts, counts), not written to shards
         "_cache": rec.get("_cache"), "text_hash": rec["text_hash"], "max_length": rec.get("max_length"),
         "_logits_full": logits,
+        "teacher_repr": _repr_column(rec.get("teacher_repr")),
     }
+
+
+def _repr_column(rep):
+    """teacher_repr [D] -> fp16 values for the shard, or null (off, or a value fp16 cannot hold: the row
+    keeps its soft labels and only loses the representation term)."""
+    import numpy as np
+
+    if rep is None:
+        return None
+    half = np.asarray(rep, dtype=np.float32).astype(np.float16)
+    return half if np.isfinite(half).all() else None
 
 
 def build_graph(p, plan: dict):
@@ -142,6 +154,7 @@ def build_graph(p, plan: dict):
         trust_remote_code=lc.teacher.trust_remote_code,
         members=[m.model_dump() for m in lc.teacher.members] if lc.teacher.members else None,
         combine=lc.teacher.combine, max_length=lc.teacher.max_length,
+        store_representation=lc.store_representation,
     )
     inferred = (
         records
@@ -172,6 +185,17 @@ def build_graph(p, plan: dict):
 
 
 # ---------------------------------------------------------------- run + commit
+def _repr_dim(model) -> int:
+    """Width D of the stored teacher_repr: the hidden size of the model (an ensemble: its first member)."""
+    if hasattr(model, "members"):
+        model = model.members[0]["model"]
+    dim = getattr(getattr(model, "config", None), "hidden_size", None)
+    if not dim:
+        raise ConfigError(f"label.store_representation: cannot tell the hidden size of a {type(model).__name__} "
+                          "(its config has no hidden_size); set label.store_representation=false")
+    return int(dim)
+
+
 def _teacher_ms(result) -> int | None:
     """Teacher time summed over workers, from Beam metrics (timing only; counts come from outputs)."""
     from apache_beam.metrics.metric import MetricsFilter
@@ -243,6 +267,7 @@ def label_from_config(
     else:
         model = load_classifier(teacher_path, label_names, lc.teacher.trust_remote_code)
     fp = fingerprint(model)
+    repr_dim = _repr_dim(model) if lc.store_representation else None
     del model
     mask_token = load_tokenizer(teacher_path, lc.teacher.trust_remote_code).mask_token or "[MASK]"
     storage = storage_kind(len(label_names), lc.max_full_classes)
@@ -267,13 +292,14 @@ def label_from_config(
         from zuoxiao.teacher.cache import TeacherCache
 
         cache = TeacherCache(cache_dir, fp, lc.teacher.max_length)
-        cache_files = cache.valid_files()
+        # Cached rows hold logits only: with representations on, every row goes to the teacher.
+        cache_files = [] if lc.store_representation else cache.valid_files()
     plan = {
         "cfg": cfg, "files": files, "label_names": label_names,
         "label_index": {n: i for i, n in enumerate(label_names)} if lc.input.label_column else None,
         "teacher_path": teacher_path, "fingerprint": fp, "num_threads": num_threads,
         "mask_token": mask_token, "cache_files": cache_files, "cache_enabled": cache is not None,
-        "temp_dir": temp, "schema": schema_with_metadata(label_names, storage),
+        "temp_dir": temp, "schema": schema_with_metadata(label_names, storage, optional_columns=True),
     }
     t_setup = time.perf_counter()
     try:
@@ -309,7 +335,7 @@ def label_from_config(
         "rejected_files": rejected_files,
         "data_hash": None,  # set by commit() from the committed shards' checksums
         "teacher": {"path": teacher_path, "resolved": resolve_model_path(teacher_path), "fingerprint": fp,
-                    "max_length": lc.teacher.max_length, "num_threads": num_threads, "device": lc.teacher.device,
+                    "max_length": lc.teacher.max_length, "repr_dim": repr_dim, "num_threads": num_threads, "device": lc.teacher.device,
                     **({"members": [m.model_dump() for m in members], "combine": lc.teacher.combine}
                        if members else {})},
         "inputs": _input_fingerprints(files),

@@ -30,6 +30,7 @@ from zuoxiao.core.shards import (
     is_uri,
     open_shard,
     read_manifest,
+    required_schema,
     shard_paths,
 )
 from zuoxiao.core.softlabels import dense_from_topk
@@ -40,15 +41,24 @@ COLUMNS = ["text", "gold", "logits", "topk_indices", "topk_logprobs", "residual_
 
 @dataclass
 class RawBatch:
-    """Untokenised rows: texts (B), teacher [B, C] float32, gold [B] int64 (NO_GOLD = none)."""
+    """Untokenised rows: texts (B), teacher [B, C] float32, gold [B] int64 (NO_GOLD = none).
+
+    With representations (ShardStream(with_repr=True)): teacher_repr [B, D] float32 (zeros where the row
+    has none) and has_repr [B] bool.
+    """
 
     texts: list[str]
     teacher: np.ndarray
     gold: np.ndarray
+    teacher_repr: np.ndarray | None = None
+    has_repr: np.ndarray | None = None
 
 
 def check_shard_schema(path: Path) -> str:
-    """Refuse a shard whose columns or schema version differ from SHARD_SCHEMA; return its storage."""
+    """Refuse a shard whose columns or schema version differ from SHARD_SCHEMA; return its storage.
+
+    A shard may lack OPTIONAL_COLUMNS (written before they existed); the others must match exactly.
+    """
     try:
         schema = pq.read_schema(open_shard(path))
     except (pa.ArrowInvalid, OSError) as err:
@@ -61,7 +71,7 @@ def check_shard_schema(path: Path) -> str:
             "relabel with this version of zuoxiao"
         )
     bare = schema.remove_metadata()
-    if not bare.equals(SHARD_SCHEMA):
+    if not (bare.equals(SHARD_SCHEMA) or bare.equals(required_schema())):
         got = {f.name: str(f.type) for f in bare}
         want = {f.name: str(f.type) for f in SHARD_SCHEMA}
         diff = sorted(set(got.items()) ^ set(want.items()))
@@ -72,10 +82,11 @@ def check_shard_schema(path: Path) -> str:
     return meta.get(b"zuoxiao.storage", b"full").decode()
 
 
-def check_finite(path: Path, storage: str) -> None:
+def check_finite(path: Path, storage: str, with_repr: bool = False) -> None:
     """Refuse a shard whose teacher columns hold NaN or inf: one such row turns every student weight into
     NaN (the loss goes NaN and stays there). Reads only those columns, a record batch at a time."""
     columns = ["logits"] if storage == "full" else ["topk_logprobs", "residual_mass"]
+    columns += ["teacher_repr"] if with_repr else []
     start = 0
     for rb in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=8192, columns=columns):
         for name in columns:
@@ -107,7 +118,7 @@ class ShardStream:
     """
 
     def __init__(self, label_dir: str | Path, batch_size: int, seed: int = 0, buffer_rows: int = 4096,
-                 verify_checksums: bool = True):
+                 verify_checksums: bool = True, with_repr: bool = False):
         self.label_dir = label_dir if is_uri(label_dir) else Path(label_dir)  # s3://... stays a URI
         self.manifest = read_manifest(self.label_dir, verify_checksums=verify_checksums)
         self.files = shard_paths(self.label_dir, self.manifest)
@@ -120,6 +131,15 @@ class ShardStream:
                 f"manifest num_classes={self.num_classes} but {len(self.label_names)} label_names; relabel"
             )
         self.storage = self.manifest.storage
+        # teacher_repr [D] per row (label.store_representation); D from the manifest, None = not stored
+        self.repr_dim = self.manifest.teacher.get("repr_dim")
+        self.with_repr = with_repr
+        if with_repr and not self.repr_dim:
+            raise IntegrityError(
+                f"{self.label_dir} holds no teacher representations (manifest teacher.repr_dim is unset) but "
+                "train.loss.repr_weight > 0 needs them: relabel with label.store_representation: true, or set "
+                "train.loss.repr_weight: 0")
+        self._has_repr_col = {}
         for f in self.files:
             storage = check_shard_schema(f)
             names = json.loads((pq.read_schema(open_shard(f)).metadata or {}).get(b"zuoxiao.label_names", b"null"))
@@ -128,12 +148,21 @@ class ShardStream:
                     f"shard {f} (storage {storage!r}, labels {names}) does not match the manifest "
                     f"(storage {self.storage!r}, labels {self.label_names}); relabel"
                 )
-            check_finite(f, storage)
+            self._has_repr_col[str(f)] = "teacher_repr" in pq.read_schema(open_shard(f)).names
+            check_finite(f, storage, with_repr and self._has_repr_col[str(f)])
         self.num_rows = self.manifest.num_rows
         self.batch_size = batch_size
         # A whole number of batches per buffer, so the batch count follows from num_rows alone.
         self.buffer_rows = max(1, math.ceil(buffer_rows / batch_size)) * batch_size
         self.seed = seed
+
+    def has_gold(self) -> bool:
+        """Whether any row of the shards carries a gold label (reads only the gold column)."""
+        for f in self.files:
+            col = pq.read_table(open_shard(f), columns=["gold"]).column("gold")
+            if col.null_count < len(col):
+                return True
+        return False
 
     def __len__(self) -> int:
         """Batches per epoch (all processes together)."""
@@ -173,6 +202,22 @@ class ShardStream:
                     gold = rb.column("gold").fill_null(NO_GOLD).to_numpy().astype(np.int64)
                     yield rb.column("text").to_pylist(), self._teacher(rb), gold
 
+    def _repr(self, rb: pa.RecordBatch, has_col: bool) -> np.ndarray:
+        """teacher_repr [n, D + 1] float32: D values then a 1/0 flag (row has one); null rows are zeros."""
+        n, d = rb.num_rows, int(self.repr_dim)
+        out = np.zeros((n, d + 1), np.float32)
+        if not has_col:
+            return out
+        col = rb.column("teacher_repr")
+        present = ~col.is_null().to_numpy(zero_copy_only=False)
+        values = col.drop_null().flatten().to_numpy(zero_copy_only=False)
+        if values.size != int(present.sum()) * d:
+            raise IntegrityError(f"a shard in {self.label_dir} has teacher_repr rows not {d} long (manifest "
+                                 "teacher.repr_dim); relabel")
+        out[present, :d] = values.reshape(-1, d)
+        out[present, d] = 1.0
+        return out
+
     def _rows(self, epoch: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
         rng = np.random.default_rng([self.seed, epoch, 1])
         order = rng.permutation(len(self.files))
@@ -180,13 +225,18 @@ class ShardStream:
         # whole file in memory even with read-ahead turned down; ParquetFile.iter_batches stays flat.)
         for i in order:
             reader = pq.ParquetFile(open_shard(self.files[i]), pre_buffer=False)
-            for rb in reader.iter_batches(batch_size=1024, columns=COLUMNS, use_threads=False):
+            has_col = self.with_repr and self._has_repr_col[str(self.files[i])]
+            columns = COLUMNS + ["teacher_repr"] if has_col else COLUMNS
+            for rb in reader.iter_batches(batch_size=1024, columns=columns, use_threads=False):
                 if rb.num_rows:
                     gold = rb.column("gold").fill_null(NO_GOLD).to_numpy().astype(np.int64)
-                    yield rb.column("text").to_pylist(), self._teacher(rb), gold
+                    teacher = self._teacher(rb)
+                    if self.with_repr:  # carried beside the teacher columns: [n, C + D + 1]
+                        teacher = np.concatenate([teacher, self._repr(rb, has_col)], axis=1)
+                    yield rb.column("text").to_pylist(), teacher, gold
 
     def epoch(self, epoch: int) -> Iterator[RawBatch]:
-        """All batches of one epoch in their deterministic order."""
+        """All batches of one epoch in their deterministic order (the same with or without representations)."""
         rng = np.random.default_rng([self.seed, epoch, 2])
         texts: list[str] = []
         teacher: list[np.ndarray] = []
@@ -209,9 +259,14 @@ class ShardStream:
         lengths = np.array([len(texts[i]) for i in perm])
         perm = perm[np.argsort(lengths, kind="stable")]
         chunks = [perm[i: i + self.batch_size] for i in range(0, len(perm), self.batch_size)]
+        c_ = self.num_classes
         for j in rng.permutation(len(chunks)):
             c = chunks[j]
-            yield RawBatch([texts[i] for i in c], teacher[c], gold[c])
+            if self.with_repr:
+                rest = teacher[c, c_:]
+                yield RawBatch([texts[i] for i in c], teacher[c, :c_], gold[c], rest[:, :-1], rest[:, -1] > 0)
+            else:
+                yield RawBatch([texts[i] for i in c], teacher[c], gold[c])
 
 
 def tokenize(tokenizer, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
@@ -223,4 +278,7 @@ def collate(raw: RawBatch, tokenizer, max_length: int) -> dict[str, torch.Tensor
     batch = tokenize(tokenizer, raw.texts, max_length)
     batch["teacher"] = torch.from_numpy(raw.teacher)  # [B, C]
     batch["gold"] = torch.from_numpy(raw.gold)  # [B]
+    if raw.teacher_repr is not None:
+        batch["teacher_repr"] = torch.from_numpy(np.ascontiguousarray(raw.teacher_repr))  # [B, D]
+        batch["has_repr"] = torch.from_numpy(raw.has_repr)  # [B] bool
     return batch

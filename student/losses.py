@@ -77,3 +77,34 @@ def distill_loss(
         "gold_rows": n_gold,
     }
     return loss, parts
+
+
+def repr_loss(student_repr: torch.Tensor, teacher_repr: torch.Tensor, has_repr: torch.Tensor,
+              kind: str = "cosine") -> torch.Tensor:
+    """Representation distillation term, averaged over the rows that have a teacher representation.
+
+    student_repr [B, D] (the student's [CLS] state already projected to the teacher's width D),
+    teacher_repr [B, D], has_repr [B] bool. cosine: 1 - cos(s_i, t_i); mse: mean_d (s_id - t_id)^2.
+    0 when no row of the batch has one.
+    """
+    s, t = student_repr.float(), teacher_repr.float()
+    if kind == "cosine":
+        per_row = 1.0 - F.cosine_similarity(s, t, dim=-1, eps=1e-8)
+    elif kind == "mse":
+        per_row = ((s - t) ** 2).mean(-1)
+    else:
+        raise ValueError(f"unknown representation loss {kind!r}; use 'cosine' or 'mse'")
+    mask = has_repr.to(per_row.dtype)
+    return (per_row * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def resolve_kind(kind: str, num_classes: int) -> str:
+    """`auto` -> the distillation loss measured best for this many classes (docs/train.md, issue 10):
+    logit MSE up to AUTO_MSE_MAX_CLASSES classes, KL above."""
+    if kind != "auto":
+        return kind
+    return "mse" if num_classes <= AUTO_MSE_MAX_CLASSES else "kl"
+
+
+#: loss.kind=auto uses MSE up to this many classes and KL above (the measurement is in docs/train.md).
+AUTO_MSE_MAX_CLASSES = 4

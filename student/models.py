@@ -161,3 +161,32 @@ def merged(model):
     return model
 
 
+
+
+class ReprDistiller(torch.nn.Module):
+    """Training-time wrapper: the student plus a learned projection of its [CLS] state to the teacher's width.
+
+    forward(**batch) -> (logits [B, C], projected [B, D_teacher]); the projection (Linear H_student -> D)
+    lives only here, so it is trained with the student but never saved or exported: the train stage
+    saves ``.student`` (merged), whose state dict is the same as without representation distillation.
+    Doing both in one forward keeps DDP's gradient hooks on every trained parameter.
+    """
+
+    def __init__(self, student, teacher_dim: int):
+        super().__init__()
+        self.student = student
+        hidden = getattr(student.config, "hidden_size", None) or getattr(student.config, "dim", None)
+        if not hidden:
+            raise ConfigError(f"train.loss.repr_weight: cannot tell the hidden size of a {type(student).__name__}; "
+                              "set train.loss.repr_weight: 0")
+        self.proj = torch.nn.Linear(int(hidden), int(teacher_dim))
+
+    def forward(self, **batch):
+        out = self.student(**batch, output_hidden_states=True)
+        cls = out.hidden_states[-1][:, 0]  # [B, H_student]: the first token's final hidden state
+        return out.logits, self.proj(cls)
+
+
+def unwrap_student(model):
+    """The student inside a ReprDistiller (or the model itself)."""
+    return model.student if isinstance(model, ReprDistiller) else model

@@ -6,7 +6,8 @@ records (the pipeline tokenizes first so it can group rows of equal token length
 only to its own longest row (dynamic padding) and runs the classifier under `torch.inference_mode`.
 
 Records flowing in are dicts with at least ``id`` and ``input_ids`` (list[int], already truncated to
-max_length); records flowing out carry ``logits`` (np.float32 [C]) instead of ``input_ids``.
+max_length); records flowing out carry ``logits`` (np.float32 [C]) instead of ``input_ids`` (and
+``teacher_repr``, np.float32 [D], when ``store_representation`` is on).
 """
 
 from __future__ import annotations
@@ -70,6 +71,29 @@ class LoadedTeacher:
             out = self.model(**inputs)
         return out.logits.float().cpu().numpy()
 
+    def predict_with_repr(self, input_ids: list[list[int]], texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Logits [B, C] and the sentence representation [B, D] float32: the first token's ([CLS]) final
+        hidden state, before any pooler (label.store_representation). An ensemble's logits are its
+        combined ones and its representation is its FIRST member's (members may differ in width, so a
+        mean is not defined); that member runs a second time on its own tokenisation."""
+        import torch
+
+        model = self.model.members[0]["model"] if hasattr(self.model, "predict_texts") else self.model
+        if hasattr(self.model, "predict_texts"):
+            tok = self.model.members[0]["tokenizer"]
+            enc = tok(texts, truncation=True, max_length=self.model.max_length, padding=True, return_tensors="pt")
+            inputs = {k: v.to(self.device) for k, v in enc.items()}
+        else:
+            batch = self.tokenizer.pad({"input_ids": input_ids}, padding=True, return_tensors="pt")
+            inputs = {"input_ids": batch["input_ids"].to(self.device),
+                      "attention_mask": batch["attention_mask"].to(self.device)}
+        with torch.inference_mode():
+            out = model(**inputs, output_hidden_states=True)
+        rep = out.hidden_states[-1][:, 0].float().cpu().numpy()
+        logits = self.model.predict_texts(texts) if hasattr(self.model, "predict_texts") else \
+            out.logits.float().cpu().numpy()
+        return logits, rep
+
 
 class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
     """RunInference handler over teacher.model.load_classifier / load_tokenizer.
@@ -91,11 +115,13 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
         members: list[dict] | None = None,
         combine: str = "prob",
         max_length: int = 128,
+        store_representation: bool = False,
     ):
         # No **kwargs: ModelHandler would swallow a misspelled argument silently.
         # members ({path, weight} dicts): an ensemble (teacher/ensemble.py) instead of the model at `path`.
         super().__init__()
         self.members, self.combine, self.max_length = members, combine, max_length
+        self.store_representation = store_representation  # also emit teacher_repr [D] per record
         self.path = path
         self.label_names = list(label_names)
         self.fingerprint = fingerprint
@@ -136,7 +162,12 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
         if not batch:
             return []
         start = time.perf_counter()
-        logits = model.predict([r["input_ids"] for r in batch], [r["text"] for r in batch])  # [B, C]
+        ids, texts = [r["input_ids"] for r in batch], [r["text"] for r in batch]
+        reps = None
+        if self.store_representation:
+            logits, reps = model.predict_with_repr(ids, texts)  # [B, C], [B, D]
+        else:
+            logits = model.predict(ids, texts)  # [B, C]
         Metrics.counter("zuoxiao", "teacher_ms").inc(int((time.perf_counter() - start) * 1000))
         Metrics.counter("zuoxiao", "teacher_rows").inc(len(batch))
         Metrics.counter("zuoxiao", "teacher_tokens").inc(sum(len(r["input_ids"]) for r in batch))
@@ -146,6 +177,8 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
             rec = dict(rec)
             del rec["input_ids"]
             rec["logits"] = row
+            if reps is not None:
+                rec["teacher_repr"] = reps[len(out)]
             out.append(rec)
         return out
 

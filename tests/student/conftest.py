@@ -54,13 +54,18 @@ def make_tiny_bert(path: Path, num_labels: int = 2, layers: int = 4, seed: int =
 
 def write_shards(out: Path, rows: list[dict], logits: np.ndarray, label_names: list[str], teacher_path: str,
                  storage: str = "full", top_k: int = 2, n_shards: int = 2, gold_every: int = 1,
-                 row_group_size: int | None = None) -> Path:
+                 row_group_size: int | None = None, reprs: np.ndarray | None = None) -> Path:
     """Shards + manifest through the format (zuoxiao.core.labelout). Row i keeps its gold label when
-    i % gold_every == 0."""
+    i % gold_every == 0.
+
+    reprs [N, D] (NaN rows = null): written to teacher_repr (fp16) with teacher.repr_dim = D. Without it the
+    shards lack the column, as shards written before it existed do.
+    """
     rows = [{"id": r["id"], "text": r["text"], "gold": r["y"] if i % gold_every == 0 else None}
             for i, r in enumerate(rows)]
     write_label_output(out, rows, logits, label_names, storage=storage, top_k=top_k, n_shards=n_shards,
-                       teacher={"path": teacher_path, "fingerprint": None}, row_group_size=row_group_size)
+                       teacher={"path": teacher_path, "fingerprint": None}, row_group_size=row_group_size,
+                       reprs=reprs)
     return out
 
 

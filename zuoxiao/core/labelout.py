@@ -29,9 +29,11 @@ from zuoxiao.core.softlabels import soft_label_columns
 
 def write_label_output(out_dir: str | Path, rows: list[dict], logits: np.ndarray, label_names: list[str], *,
                        storage: str = "full", top_k: int = 10, n_shards: int = 1, teacher: dict | None = None,
-                       row_group_size: int | None = None) -> Manifest:
+                       row_group_size: int | None = None, reprs: np.ndarray | None = None) -> Manifest:
     """rows: dicts with id, text, gold (index or None) and optionally augmented, num_tokens, truncated.
-    logits: [N, C] teacher outputs, encoded as full logits or top-k log-probs (``storage``)."""
+    logits: [N, C] teacher outputs, encoded as full logits or top-k log-probs (``storage``).
+    reprs: [N, D] teacher representations for the optional teacher_repr column (a NaN row = null); without
+    them the shards lack the column, as shards written before it existed do."""
     out = Path(out_dir)
     (out / "shards").mkdir(parents=True, exist_ok=True)
     logits = np.asarray(logits, dtype=np.float32)
@@ -40,7 +42,14 @@ def write_label_output(out_dir: str | Path, rows: list[dict], logits: np.ndarray
     records = [{"id": str(r["id"]), "text": r["text"], "gold": r.get("gold"), "augmented": r.get("augmented", False),
                 "num_tokens": r.get("num_tokens", len(r["text"].split()) + 2), "truncated": r.get("truncated", False),
                 **s} for r, s in zip(rows, soft, strict=True)]
-    table = pa.Table.from_pylist(records, schema=schema_with_metadata(label_names, storage))
+    teacher = dict(teacher or {"path": None, "fingerprint": None})
+    if reprs is not None:
+        reprs = np.asarray(reprs, dtype=np.float32)
+        teacher["repr_dim"] = int(reprs.shape[1])
+        for rec, v in zip(records, reprs, strict=True):
+            rec["teacher_repr"] = None if np.isnan(v).any() else v.astype(np.float16).tolist()
+    table = pa.Table.from_pylist(records, schema=schema_with_metadata(label_names, storage,
+                                                                      optional_columns=reprs is not None))
     shards = []
     for k, part in enumerate(np.array_split(np.arange(n), n_shards)):
         name = f"shards/part-{k:05d}-of-{n_shards:05d}.parquet"
@@ -53,7 +62,7 @@ def write_label_output(out_dir: str | Path, rows: list[dict], logits: np.ndarray
         top_k=top_k if storage == "topk" else None,
         counts={"read": n, "labeled": n, "rejected": 0, "rejected_by_reason": {}, "augmented": 0,
                 "rows_in_shards": n},
-        shards=shards, teacher=teacher or {"path": None, "fingerprint": None},
+        shards=shards, teacher=teacher,
         data_hash=data_hash(shards))
     write_json_atomic(out / MANIFEST, manifest.to_json())
     return manifest

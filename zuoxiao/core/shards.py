@@ -49,8 +49,15 @@ SHARD_SCHEMA = pa.schema(
         pa.field("topk_indices", pa.list_(pa.field("element", pa.int32(), nullable=False)), nullable=True),
         pa.field("topk_logprobs", pa.list_(pa.field("element", pa.float32(), nullable=False)), nullable=True),
         pa.field("residual_mass", pa.float32(), nullable=False),
+        # OPTIONAL: the teacher's sentence representation (first-token final hidden state) [D], fp16, written
+        # when label.store_representation is on (D = manifest teacher.repr_dim); null otherwise. Shards
+        # written before this column existed lack it and stay readable: readers treat it as all-null.
+        pa.field("teacher_repr", pa.list_(pa.field("element", pa.float16(), nullable=False)), nullable=True),
     ]
 )
+
+#: Columns a shard may lack (older shards): readers check the rest exactly and read these only if present.
+OPTIONAL_COLUMNS = ("teacher_repr",)
 
 #: Dead-letter rows: nothing read is ever dropped silently.
 REJECTED_SCHEMA = pa.schema(
@@ -63,9 +70,19 @@ REJECTED_SCHEMA = pa.schema(
 )
 
 
-def schema_with_metadata(label_names: list[str], storage: str) -> pa.Schema:
-    """SHARD_SCHEMA plus metadata that readers need: label names, schema version, storage kind."""
-    return SHARD_SCHEMA.with_metadata(
+def required_schema() -> pa.Schema:
+    """SHARD_SCHEMA without OPTIONAL_COLUMNS: what every readable shard has."""
+    return pa.schema([f for f in SHARD_SCHEMA if f.name not in OPTIONAL_COLUMNS])
+
+
+def schema_with_metadata(label_names: list[str], storage: str, optional_columns: bool = False) -> pa.Schema:
+    """SHARD_SCHEMA plus metadata that readers need: label names, schema version, storage kind.
+
+    ``optional_columns`` keeps OPTIONAL_COLUMNS (the label stage always writes them, null when off);
+    without it the schema is the required columns only (what shards written before them look like).
+    """
+    schema = SHARD_SCHEMA if optional_columns else required_schema()
+    return schema.with_metadata(
         {
             b"zuoxiao.schema_version": str(SCHEMA_VERSION).encode(),
             b"zuoxiao.label_names": json.dumps(label_names).encode(),

@@ -47,6 +47,11 @@ class LabelConfig(StrictModel):
         0.5, ge=0, le=1, description="fail the stage (exit 2) when more than this share of the rows read is "
         "rejected (a wrong column, a broken file); a stage that labels nothing always fails",
     )
+    store_representation: bool = Field(
+        False, description="also store the teacher's sentence representation (first-token final hidden state, "
+        "fp16) in the shard column teacher_repr, for train.loss.repr_weight; an ensemble stores its first "
+        "member's. Costs 2 bytes x hidden size per row; bypasses teacher-cache lookups (the cache holds logits)",
+    )
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     beam: BeamConfig = Field(default_factory=BeamConfig)
 

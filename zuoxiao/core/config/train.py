@@ -149,14 +149,54 @@ class AdapterConfig(StrictModel):
 
 
 class LossConfig(StrictModel):
-    kind: Literal["kl", "mse"] = Field(
-        "kl", description="kl: KL(teacher_T || student_T) x T^2; mse: mean squared error on logits"
+    kind: Literal["auto", "kl", "mse"] = Field(
+        "auto", description="kl: KL(teacher_T || student_T) x T^2; mse: mean squared error on logits; auto: mse "
+        "for <= 4 classes, kl above (measured on SST-2 and tweeteval_emoji, docs/train.md)"
     )
     temperature: float = Field(2.0, gt=0, description="softmax temperature of the KL term")
     alpha: float = Field(
         0.5, ge=0, le=1,
         description="weight of the distillation term; 1-alpha on gold CE (rows without gold: KD only)",
     )
+    repr_weight: float = Field(
+        0.0, ge=0, description="weight of the representation term (student [CLS] state, through a learned "
+        "projection dropped at export, vs the shards' teacher_repr); needs label.store_representation; 0 = off",
+    )
+    repr_kind: Literal["cosine", "mse"] = Field("cosine", description="representation term: 1 - cosine, or MSE")
+
+
+class DistillSearchConfig(StrictModel):
+    """Choose the distillation recipe on task.dev: short runs of a few candidates, the best retrained in full.
+
+    Coordinate search, one knob at a time from the configured recipe (a full grid would be 4x2x2x3 runs):
+    the loss (each of `temperatures` as KL, and MSE), then `alphas` (only when the shards hold gold
+    labels), then `repr_weights` (only when they hold teacher representations), then `lrs`.
+    """
+
+    budget_s: float = Field(
+        1800, gt=0, description="wall-clock seconds for all candidate runs; a candidate that would not fit "
+        "(estimated from the runs so far) is skipped and reported as such"
+    )
+    max_steps: int = Field(200, ge=1, description="optimizer steps of each candidate run")
+    temperatures: list[float] = Field([1.0, 2.0, 4.0], description="KL temperatures to try")
+    mse: bool = Field(True, description="also try logit MSE")
+    alphas: list[float] = Field([1.0, 0.5], description="distillation weights to try (1 - alpha on gold CE)")
+    repr_weights: list[float] = Field([0.0, 1.0], description="representation-term weights to try")
+    lrs: list[float] = Field([5e-5, 1e-4, 2e-4], description="student learning rates to try")
+
+    @field_validator("alphas")
+    @classmethod
+    def _alphas(cls, v):
+        if any(not 0 <= a <= 1 for a in v):
+            raise ValueError(f"alphas={v}: each must be in [0, 1]")
+        return v
+
+    @field_validator("temperatures", "lrs", "repr_weights")
+    @classmethod
+    def _positive(cls, v, info):
+        if any(x < 0 or (x == 0 and info.field_name != "repr_weights") for x in v):
+            raise ValueError(f"{info.field_name}={v}: values must be > 0 (repr_weights >= 0)")
+        return v
 
 
 class TrainConfig(StrictModel):
@@ -180,4 +220,7 @@ class TrainConfig(StrictModel):
     )
     checkpoint_every: int = Field(500, ge=1, description="optimizer steps between save_state checkpoints")
     keep_checkpoints: int = Field(2, ge=1, description="save_state checkpoints kept (oldest deleted)")
+    search: DistillSearchConfig | None = Field(
+        None, description="choose loss / alpha / repr_weight / lr on task.dev with short runs; null = off"
+    )
 
