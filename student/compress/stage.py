@@ -83,10 +83,9 @@ def _teacher_path(ctx: Context) -> str | None:
 
 def teacher_record(ctx: Context) -> dict | None:
     """Teacher accuracy, predictions, size and latency on the eval rows; cached in compress/teacher.json."""
-    from zuoxiao.core.evaluate import predict_logits
     from zuoxiao.student.compress.latency import measure
     from zuoxiao.student.compress.modelio import weights_bytes
-    from zuoxiao.teacher.model import fingerprint, load_classifier, load_tokenizer, resolve_model_path
+    from zuoxiao.teacher.model import load_eval_teacher, resolve_model_path
 
     path = _teacher_path(ctx)
     recorded = ctx.student_metrics.get("teacher") or {}
@@ -95,23 +94,23 @@ def teacher_record(ctx: Context) -> dict | None:
                     ctx.paths.student)
         return {"name": "teacher", "kind": "teacher", "accuracy": recorded.get("accuracy"), "recorded_only": True}
     # label names as the label stage passes them: an un-finetuned backbone gets the same seeded head
-    model = load_classifier(path, ctx.label_names, ctx.cfg.label.teacher.trust_remote_code)
-    tok = load_tokenizer(path, ctx.cfg.label.teacher.trust_remote_code)
+    teacher = load_eval_teacher(ctx.cfg, ctx.label_names, path)  # classifier, ensemble or prompted LLM
+    model, tok = teacher.module, teacher.tokenizer
     max_len = ctx.cfg.label.teacher.max_length
-    key = {"fingerprint": fingerprint(model), "eval_rows": len(ctx.texts), "max_length": max_len,
+    key = {"fingerprint": teacher.fingerprint, "eval_rows": len(ctx.texts), "max_length": max_len,
            "eval_hash": hash_texts(ctx.texts), "latency_seq_len": ctx.cc.latency_seq_len}
     cache = ctx.paths.compress / "teacher.json"
     cached = _read_json(cache)
     if cached.get("key") == key:
         ctx.teacher_pred = np.asarray(cached["pred"])
         return cached["record"]
-    logits = predict_logits(model, tok, ctx.texts, max_len, ctx.cc.eval_batch_size, progress=True)
+    logits = teacher.logits(ctx.texts, ctx.cc.eval_batch_size, progress=True)
     from zuoxiao.student.compress.export import input_names
 
     lat = measure("torch", model, model.config.vocab_size, input_names(tok, model), seq_len=ctx.cc.latency_seq_len,
                   runs=ctx.cc.latency_runs, threads=ctx.cc.latency_threads)
     ctx.teacher_pred = None  # the teacher's agreement with itself is not a measurement
-    rec = ctx.measure("teacher", "teacher", logits, params=sum(p.numel() for p in model.parameters()),
+    rec = ctx.measure("teacher", "teacher", logits, params=teacher.params(),
                       nbytes=weights_bytes(resolve_model_path(path)), latency=lat, runtime="torch fp32",
                       info={"path": str(path)})
     ctx.teacher_pred = logits.argmax(-1)
