@@ -14,7 +14,7 @@ CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<
         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-def tiny_llm(seed: int = 0):
+def tiny_llm(seed: int = 0, init: float = 0.5):
     """(LlamaForCausalLM in eval mode, tokenizer with a chat template); large init: peaked, row-dependent outputs."""
     torch.manual_seed(seed)
     vocab = {w: i for i, w in enumerate(["<unk>", "<|im_start|>", "<|im_end|>"] + WORDS)}
@@ -25,12 +25,12 @@ def tiny_llm(seed: int = 0):
     tok.chat_template = CHAT
     cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      initializer_range=0.5, tie_word_embeddings=True, eos_token_id=2, bos_token_id=1)
+                      initializer_range=init, tie_word_embeddings=True, eos_token_id=2, bos_token_id=1)
     return LlamaForCausalLM(cfg).eval(), tok
 
 
-def save_tiny_llm(directory: Path, seed: int = 0) -> Path:
-    model, tok = tiny_llm(seed)
+def save_tiny_llm(directory: Path, seed: int = 0, init: float = 0.5) -> Path:
+    model, tok = tiny_llm(seed, init)
     model.save_pretrained(directory, safe_serialization=True)
     tok.save_pretrained(directory)
     return Path(directory)
