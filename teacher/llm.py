@@ -114,12 +114,17 @@ class LLMScorer:
         for the logits we read matters: the 49k-word head costs ~20% of the model per position.
         A fresh DynamicCache is built from the tensors every call: forward() mutates its cache in
         place (torch.cat into the layer), so a shared cache object would grow across batches.
+        Index tensors are built on the CPU and moved here; the cache stays on the model's device and
+        the (small: K positions only) logits come back to the CPU.
         """
+        dev = self.model.device
         cache = DynamicCache(ddp_cache_data=kv, config=self.model.config) if kv else DynamicCache(config=self.model.config)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+        if isinstance(keep, torch.Tensor):
+            keep = keep.to(dev)
+        out = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
                          logits_to_keep=keep, **{self._cache_kw: cache})
         new = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-        return out.logits, [(layer.keys, layer.values) for layer in new.layers]
+        return out.logits.float().cpu(), [(layer.keys, layer.values) for layer in new.layers]
 
     def _prefix(self) -> tuple[list, int]:
         """Per-layer (k, v) of shape (1, H, P, D) for the shared prefix, computed once."""

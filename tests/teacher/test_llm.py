@@ -114,7 +114,7 @@ def test_config_of_llm_teachers():
     assert ft.adapter == "lora" and ft.lora.r == 8 and ft.lora.target_modules is None
 
 
-def _label_cfg(tmp_path, llm_dir, **llm):
+def _label_cfg(tmp_path, llm_dir, beam=None, **llm):
     rows = [("i love this story", "pos"), ("great fun", "pos"), ("boring", "neg"), ("i hate it", "neg"),
             ("the plot was awful", "neg"), ("a great movie", "pos"), ("not good", "neg"), ("very good film", "pos")]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t, "label": y, "id": f"r{i}"}) + "\n"
@@ -127,12 +127,15 @@ def _label_cfg(tmp_path, llm_dir, **llm):
                                                        "prompt": "review : {text} is this good",
                                                        "verbalizers": {"neg": ["bad", "not good"], "pos": ["good"]},
                                                        **llm}},
-                                   "batch_size": 3},
+                                   "batch_size": 3, "beam": beam or {}},
                          "train": {"student": {"kind": "config"}}}), [t for t, _ in rows]
 
 
-def test_label_stage_labels_with_the_llm(tmp_path, llm_dir, monkeypatch):
-    """kind causal_lm through the Beam pipeline: shard logits are the teacher's calibrated log-probs."""
+@pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])
+def test_label_stage_labels_with_the_llm(tmp_path, llm_dir, monkeypatch, mode):
+    """kind causal_lm through the Beam pipeline: shard logits are the teacher's calibrated log-probs.
+
+    multi_processing: the workers rebuild the teacher from the launcher's recipe (nothing preloaded)."""
     import pyarrow.parquet as pq
 
     from zuoxiao.pipelines.label import label_from_config
@@ -140,7 +143,8 @@ def test_label_stage_labels_with_the_llm(tmp_path, llm_dir, monkeypatch):
     from zuoxiao.teacher.model import load_eval_teacher, load_teacher
 
     monkeypatch.setenv("ZUOXIAO_CACHE_DIR", str(tmp_path / "cache"))
-    cfg, texts = _label_cfg(tmp_path, llm_dir, few_shot=2, few_shot_seed=3, calibration="content_free")
+    beam = {"direct_num_workers": 2, "direct_running_mode": mode} if mode != "in_memory" else None
+    cfg, texts = _label_cfg(tmp_path, llm_dir, beam, few_shot=2, few_shot_seed=3, calibration="content_free")
     m = label_from_config(cfg, tmp_path / "label")
     t = m["teacher"]
     assert t["kind"] == "causal_lm" and t["few_shot"] == 2 and len(t["log_prior"]) == 2
@@ -156,6 +160,13 @@ def test_label_stage_labels_with_the_llm(tmp_path, llm_dir, monkeypatch):
     ev = load_eval_teacher(cfg, ["neg", "pos"], str(llm_dir))
     assert ev.fingerprint == t["fingerprint"] and ev.params() == sum(p.numel() for p in worker.model.parameters())
     np.testing.assert_allclose(ev.logits(texts), want, atol=1e-4)
+    from zuoxiao.student.train import teacher_on_eval
+
+    gold = np.array([0 if i in (2, 3, 4, 6) else 1 for i in range(len(texts))])
+    rec = teacher_on_eval(str(llm_dir), ["neg", "pos"], cfg, texts, gold, dev_texts=texts[:3])
+    assert rec["fingerprint"] == t["fingerprint"] and rec["params"] == ev.params()
+    np.testing.assert_array_equal(rec["predictions"], want.argmax(-1))
+    assert rec["accuracy"] == pytest.approx(float((want.argmax(-1) == gold).mean()))
 
 
 def test_fingerprint_covers_prompt_verbalizers_examples_and_calibration(tmp_path, llm_dir, monkeypatch):
