@@ -220,8 +220,9 @@ class LLMTeacher:
 
 
 def _cached_prior(key: dict, compute) -> list[float]:
-    """A fitted prior is memoised in cache_root()/llm-priors: the train and compress stages re-create the
-    label stage's teacher and must not score hundreds of rows again to get the same (C,) vector."""
+    """A calibration prior is memoised in cache_root()/llm-priors: the train and compress stages re-create
+    the label stage's teacher and must get the very same (C,) vector (same fingerprint) without scoring
+    hundreds of rows again."""
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     path = cache_root() / "llm-priors" / f"{name}.json"
     try:
@@ -257,12 +258,13 @@ def build_llm_teacher(cfg, label_names: list[str], path: str | None = None) -> L
         "max_length": spec.max_length,
     }
     teacher = LLMTeacher(model, tok, recipe)
-    if llm.calibration == "content_free":
-        prior = teacher.scorer.content_free_logprior(llm.content_free_inputs)
-        recipe["log_prior"] = [round(float(x), 6) for x in prior]
+    key = {k: v for k, v in recipe.items() if k not in ("path", "trust_remote_code", "log_prior")}
+    if llm.calibration == "content_free":  # cached too: another thread count must not change the fingerprint
+        key["content_free_inputs"] = list(llm.content_free_inputs)
+        recipe["log_prior"] = _cached_prior(key, lambda: [
+            round(float(x), 6) for x in teacher.scorer.content_free_logprior(llm.content_free_inputs)])
     elif llm.calibration == "prior":
         texts = _sample_input_texts(cfg, llm.prior_rows)
-        key = {k: v for k, v in recipe.items() if k not in ("path", "trust_remote_code", "log_prior")}
         key["texts"] = hashlib.sha256("\0".join(texts).encode()).hexdigest()
 
         def compute():
