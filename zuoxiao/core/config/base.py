@@ -84,7 +84,7 @@ class LLMSpec(StrictModel):
     )
     content_free_inputs: list[str] = Field(["N/A", "", "[MASK]"], min_length=1)
     prior_rows: int = Field(256, ge=8, description="calibration: prior: rows of label.input scored to fit it")
-    batch_size: int = Field(8, ge=1, le=512, description="rows per forward pass (length-sorted)")
+    batch_size: int = Field(16, ge=1, le=512, description="rows per forward pass (length-sorted)")
 
     @field_validator("prompt")
     @classmethod
