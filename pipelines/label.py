@@ -154,7 +154,7 @@ def build_graph(p, plan: dict):
         trust_remote_code=lc.teacher.trust_remote_code,
         members=[m.model_dump() for m in lc.teacher.members] if lc.teacher.members else None,
         combine=lc.teacher.combine, max_length=lc.teacher.max_length,
-        store_representation=lc.store_representation,
+        store_representation=lc.store_representation, llm=plan.get("llm_recipe"),
     )
     inferred = (
         records
@@ -258,16 +258,22 @@ def label_from_config(
     files = input_files(lc.input)
     check_columns(files, lc.input)
     label_names, label_source = resolve_label_names(cfg, teacher_path, files)
-    # The launcher loads the teacher only for its fingerprint; every worker loads its own copy in
-    # TeacherModelHandler.load_model (workers of a real runner share no memory with this process).
-    if members:
+    # The launcher loads the teacher only for its fingerprint (and an LLM teacher's recipe: examples drawn,
+    # prior fitted); every worker loads its own copy in TeacherModelHandler.load_model (workers of a real
+    # runner share no memory with this process).
+    llm = lc.teacher.kind == "causal_lm" and cfg.finetune is None  # a fine-tuned teacher is a classifier
+    if members or llm:
         from zuoxiao.teacher.loader import load_teacher
 
-        model = load_teacher(lc.teacher, label_names)  # an EnsembleClassifier; label names checked per member
+        # an EnsembleClassifier (label names checked per member) or an LLMTeacher (examples drawn, prior fitted)
+        model = load_teacher(lc.teacher, label_names, cfg, teacher_path)
     else:
         model = load_classifier(teacher_path, label_names, lc.teacher.trust_remote_code)
     fp = fingerprint(model)
     repr_dim = _repr_dim(model) if lc.store_representation else None
+    # An LLM teacher travels as its recipe: workers rebuild it from that, and the manifest records it so
+    # train and compress re-create exactly this teacher (zuoxiao.teacher.loader.load_eval_teacher).
+    llm_record = {**model.describe(), "llm_recipe": model.recipe} if llm else {}
     del model
     mask_token = load_tokenizer(teacher_path, lc.teacher.trust_remote_code).mask_token or "[MASK]"
     storage = storage_kind(len(label_names), lc.max_full_classes)
@@ -300,6 +306,7 @@ def label_from_config(
         "teacher_path": teacher_path, "fingerprint": fp, "num_threads": num_threads,
         "mask_token": mask_token, "cache_files": cache_files, "cache_enabled": cache is not None,
         "temp_dir": temp, "schema": schema_with_metadata(label_names, storage, optional_columns=True),
+        "llm_recipe": llm_record.get("llm_recipe"),
     }
     t_setup = time.perf_counter()
     try:
@@ -337,7 +344,7 @@ def label_from_config(
         "teacher": {"path": teacher_path, "resolved": resolve_model_path(teacher_path), "fingerprint": fp,
                     "max_length": lc.teacher.max_length, "repr_dim": repr_dim, "num_threads": num_threads, "device": lc.teacher.device,
                     **({"members": [m.model_dump() for m in members], "combine": lc.teacher.combine}
-                       if members else {})},
+                       if members else {}), **llm_record},
         "inputs": _input_fingerprints(files),
         "beam_options": redact_flags(flags),
         "timings": {"setup_s": round(t_setup - t_start, 3), "pipeline_s": round(t_pipeline - t_setup, 3),

@@ -20,7 +20,7 @@ from zuoxiao.core.config import save_resolved
 from zuoxiao.core.config.views import TrainView
 from zuoxiao.core.datasource import read_labelled
 from zuoxiao.core.errors import ConfigError
-from zuoxiao.core.evaluate import evaluate_texts, predict_logits
+from zuoxiao.core.evaluate import evaluate_texts
 from zuoxiao.core.loop import LoopSpec, fit, make_accelerator
 from zuoxiao.core.metrics import agreement, classification_metrics
 from zuoxiao.core.modelio import count_params, freeze_word_embeddings, save_model_dir
@@ -76,26 +76,23 @@ def _check_labels(cfg: TrainView, stream: ShardStream) -> list[str]:
     return names
 
 
-def teacher_on_eval(teacher_path: str, label_names: list[str], cfg: TrainView, texts, gold, dev_texts=None) -> dict:
-    """Load the labelling teacher and measure it on the eval texts (predictions [N] kept for agreement).
-
-    With ``dev_texts``, also its predictions on the dev set ("dev_predictions"), for agreement there.
+def teacher_on_eval(recorded: dict, label_names: list[str], cfg: TrainView, texts, gold, dev_texts=None) -> dict:
+    """Re-create the labelling teacher from what the label manifest recorded (``recorded`` = its teacher
+    section: a classifier, an ensemble or a prompted LLM) and measure it on the eval texts (predictions [N]
+    kept for agreement). With ``dev_texts``, also its predictions on the dev set ("dev_predictions").
     """
-    from zuoxiao.teacher.model import fingerprint, load_classifier, load_tokenizer
+    from zuoxiao.teacher.loader import load_eval_teacher
 
-    spec = cfg.teacher
-    model = load_classifier(teacher_path, label_names, spec.trust_remote_code)
-    tok = load_tokenizer(teacher_path, spec.trust_remote_code)
-    out = {"path": teacher_path, **count_params(model), "fingerprint": fingerprint(model)}
+    teacher = load_eval_teacher(recorded, label_names, cfg.teacher.trust_remote_code)
+    out = {"path": recorded.get("path"), **count_params(teacher.module), "fingerprint": teacher.fingerprint}
     out.pop("trainable")
     if texts is not None:
-        pred = predict_logits(model, tok, texts, spec.max_length, cfg.train.eval_batch_size).argmax(-1)
+        pred = teacher.logits(texts, cfg.train.eval_batch_size).argmax(-1)
         out.update(classification_metrics(pred, gold, len(label_names)), predictions=pred)
     else:  # no task.eval: the keys stay (null) so readers of metrics.json need no special case
         out.update(accuracy=None, macro_f1=None)
     if dev_texts is not None:
-        out["dev_predictions"] = predict_logits(model, tok, dev_texts, spec.max_length,
-                                                cfg.train.eval_batch_size).argmax(-1)
+        out["dev_predictions"] = teacher.logits(dev_texts, cfg.train.eval_batch_size).argmax(-1)
     return out
 
 
@@ -128,7 +125,7 @@ def train(cfg: TrainView, shards_dir: Path, out_dir: Path, resume: bool = False)
                     "reads optimistic; give a dev set")
     else:
         log.warning("task.eval and task.dev are not set: no evaluation, early stopping or best checkpoint")
-    teacher = teacher_on_eval(teacher_path, label_names, cfg, texts, gold, dev_texts)
+    teacher = teacher_on_eval(stream.manifest.teacher, label_names, cfg, texts, gold, dev_texts)
     recorded = stream.manifest.teacher.get("fingerprint")
     if recorded and recorded != teacher["fingerprint"]:
         log.warning("teacher %s has fingerprint %s but the shards were labelled by %s: the teacher changed "

@@ -136,6 +136,29 @@ def plan_epochs(ft, rows: int, num_classes: int, steps_per_epoch: int, epochs=No
     return chosen, why
 
 
+def add_lora(model, spec) -> tuple:
+    """Wrap a sequence classifier with PEFT LoRA -> (PeftModel, names of its fully trained head parameters).
+
+    Only the low-rank matrices and the new head (PEFT's SEQ_CLS task keeps `score`/`classifier` trainable)
+    learn; the head keeps its higher learning rate (optim.head_lr). Merged back by `merge_and_unload`.
+    """
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    targets = spec.target_modules or ([t for t in ("q_proj", "k_proj", "v_proj", "o_proj") if t in present]
+                                      or [t for t in ("query", "key", "value") if t in present])
+    missing = [t for t in targets if t not in present]
+    if not targets or missing:
+        raise ConfigError(f"finetune.lora.target_modules={spec.target_modules} names modules the model has not "
+                          f"({missing or 'no attention projections found'}); pick from e.g. "
+                          f"{sorted(n for n in present if 'proj' in n or n in ('query', 'key', 'value'))}")
+    cfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
+                     target_modules=targets)
+    peft_model = get_peft_model(model, cfg)
+    head = {n for n, p in peft_model.named_parameters() if p.requires_grad and "lora_" not in n}
+    return peft_model, head
+
+
 def train_candidate(cfg: Config, splits: GoldSplits, accelerator, out_dir: Path, lr: float, epochs) -> tuple:
     """One fine-tune of the configured backbone at (lr, epochs) -> (model, tokenizer, info).
 
@@ -148,7 +171,9 @@ def train_candidate(cfg: Config, splits: GoldSplits, accelerator, out_dir: Path,
     new_params: set[str] = set()
     model = load_classifier(ft.teacher.path, names, ft.teacher.trust_remote_code, new_params=new_params)
     tokenizer = load_tokenizer(ft.teacher.path, ft.teacher.trust_remote_code)
-    if ft.freeze_embeddings:
+    if ft.adapter == "lora":
+        model, new_params = add_lora(model, ft.lora)
+    elif ft.freeze_embeddings:
         freeze_word_embeddings(model)
     model.train()
     max_len, o = ft.teacher.max_length, ft.optim
@@ -179,6 +204,8 @@ def train_candidate(cfg: Config, splits: GoldSplits, accelerator, out_dir: Path,
     t0 = time.perf_counter()
     info = fit(accelerator, model, source, collate, loss_fn, evaluate, spec)
     model = accelerator.unwrap_model(model)
+    if ft.adapter == "lora":  # fold the low-rank updates into the weights: a plain classifier to save and label with
+        model = model.merge_and_unload().eval()
     info.update(lr=lr, head_lr=o.head_lr if new_params else None, head_params=sorted(new_params),
                 epochs=n_epochs, epochs_from=epochs_from, seconds=round(time.perf_counter() - t0, 1))
     return model, tokenizer, info

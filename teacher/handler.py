@@ -52,7 +52,8 @@ class LoadedTeacher:
     def predict(self, input_ids: list[list[int]], texts: list[str] | None = None) -> np.ndarray:
         """input_ids: B lists of token ids (lengths may differ) -> logits [B, C] float32.
 
-        An ensemble (teacher.ensemble.EnsembleClassifier) tokenises ``texts`` per member instead.
+        An ensemble (teacher.ensemble.EnsembleClassifier) tokenises ``texts`` per member instead; an LLM
+        teacher (teacher.llm_teacher.LLMTeacher) prompts with ``texts`` and returns label log-probs.
         """
         import torch
 
@@ -116,10 +117,14 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
         combine: str = "prob",
         max_length: int = 128,
         store_representation: bool = False,
+        llm: dict | None = None,
     ):
         # No **kwargs: ModelHandler would swallow a misspelled argument silently.
         # members ({path, weight} dicts): an ensemble (teacher/ensemble.py) instead of the model at `path`.
+        # llm: the recipe of a prompted causal LM (teacher/llm_teacher.py), built once by the launcher so
+        # that every worker prompts with the same examples and calibration prior.
         super().__init__()
+        self.llm = llm
         self.members, self.combine, self.max_length = members, combine, max_length
         self.store_representation = store_representation  # also emit teacher_repr [D] per record
         self.path = path
@@ -141,7 +146,11 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
         torch.set_num_threads(threads)
         device = pick_device(self.device)
         # Each worker loads its own copy: a real runner's workers share nothing with the launcher.
-        if self.members:
+        if self.llm:
+            from zuoxiao.teacher.llm_teacher import LLMTeacher
+
+            model = LLMTeacher.from_recipe(self.llm)  # its prefix KV cache is built on the first batch, once
+        elif self.members:
             from zuoxiao.teacher.ensemble import load_ensemble
 
             model = load_ensemble(self.members, self.label_names, self.combine, self.max_length,

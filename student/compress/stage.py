@@ -85,10 +85,11 @@ def _teacher_path(ctx: Context) -> str | None:
 
 def teacher_record(ctx: Context) -> dict | None:
     """Teacher accuracy, predictions, size and latency on the eval rows; cached in compress/teacher.json."""
-    from zuoxiao.core.evaluate import predict_logits
+    from zuoxiao.core.shards import read_manifest
     from zuoxiao.student.compress.latency import measure
     from zuoxiao.student.compress.modelio import weights_bytes
-    from zuoxiao.teacher.model import fingerprint, load_classifier, load_tokenizer, resolve_model_path
+    from zuoxiao.teacher.loader import load_eval_teacher
+    from zuoxiao.teacher.model import resolve_model_path
 
     path = _teacher_path(ctx)
     recorded = ctx.student_metrics.get("teacher") or {}
@@ -97,23 +98,24 @@ def teacher_record(ctx: Context) -> dict | None:
                     ctx.paths.student)
         return {"name": "teacher", "kind": "teacher", "accuracy": recorded.get("accuracy"), "recorded_only": True}
     # label names as the label stage passes them: an un-finetuned backbone gets the same seeded head
-    model = load_classifier(path, ctx.label_names, ctx.cfg.teacher.trust_remote_code)
-    tok = load_tokenizer(path, ctx.cfg.teacher.trust_remote_code)
-    max_len = ctx.cfg.teacher.max_length
-    key = {"fingerprint": fingerprint(model), "eval_rows": len(ctx.texts), "max_length": max_len,
+    labelled_by = {**read_manifest(ctx.paths.label, verify_checksums=False).teacher, "path": path}
+    teacher = load_eval_teacher(labelled_by, ctx.label_names, ctx.cfg.teacher.trust_remote_code)
+    model, tok = teacher.module, teacher.tokenizer
+    max_len = teacher.max_length
+    key = {"fingerprint": teacher.fingerprint, "eval_rows": len(ctx.texts), "max_length": max_len,
            "eval_hash": hash_texts(ctx.texts), "latency_seq_len": ctx.cc.latency_seq_len, "with_tokenizer": True}
     cache = ctx.paths.compress / "teacher.json"
     cached = read_json(cache)
     if cached.get("key") == key:
         ctx.teacher_pred = np.asarray(cached["pred"])
         return cached["record"]
-    logits = predict_logits(model, tok, ctx.texts, max_len, ctx.cc.eval_batch_size, progress=True)
+    logits = teacher.logits(ctx.texts, ctx.cc.eval_batch_size, progress=True)
     from zuoxiao.student.compress.export import input_names
 
     lat = measure("torch", model, model.config.vocab_size, input_names(tok, model), seq_len=ctx.cc.latency_seq_len,
                   runs=ctx.cc.latency_runs, threads=ctx.cc.latency_threads, tokenizer=tok, texts=ctx.texts[:64])
     ctx.teacher_pred = None  # the teacher's agreement with itself is not a measurement
-    rec = ctx.measure("teacher", "teacher", logits, params=sum(p.numel() for p in model.parameters()),
+    rec = ctx.measure("teacher", "teacher", logits, params=teacher.params(),
                       nbytes=weights_bytes(resolve_model_path(path)), latency=lat, runtime="torch fp32",
                       info={"path": str(path)})
     ctx.teacher_pred = logits.argmax(-1)

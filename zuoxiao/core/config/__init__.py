@@ -47,6 +47,14 @@ class Config(StrictModel):
     def _cross_stage(self):
         if self.label.input is None and self.finetune is None:
             raise ValueError("label.input is missing: give the task rows to label, e.g. label.input.path=data/*.jsonl")
+        if self.label.teacher.kind == "causal_lm":  # (teacher/llm_teacher.py)
+            if self.finetune is not None:
+                raise ValueError("label.teacher.kind=causal_lm but finetune is set, and the label stage labels with the "
+                                 "fine-tuned teacher (a classifier, also after LoRA on an LLM): set label.teacher.kind: "
+                                 "classifier, or finetune: null to prompt the LLM")
+            if self.train.student.kind == "from_teacher":
+                raise ValueError("train.student.kind=from_teacher copies encoder layers, which a causal LM teacher has "
+                                 "not: use kind: pretrained (e.g. path: embedded:all-MiniLM-L6-v2) or kind: config")
         return self
 
 

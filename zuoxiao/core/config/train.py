@@ -62,6 +62,19 @@ class SearchConfig(StrictModel):
     )
 
 
+class FinetuneLoraConfig(StrictModel):
+    """LoRA on the fine-tuned backbone (finetune.adapter: lora): low-rank updates, merged before saving."""
+
+    r: int = Field(8, ge=1, description="LoRA rank")
+    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    target_modules: list[str] | None = Field(
+        None, description="module name suffixes that get LoRA; null = the attention projections the model has "
+        "(q_proj/k_proj/v_proj/o_proj of Llama-family LMs, query/key/value of BERT-family encoders). The new "
+        "classification head is always trained in full"
+    )
+
+
 class FinetuneConfig(StrictModel):
     """Fine-tune a backbone on gold labels so it can serve as the task teacher."""
 
@@ -90,9 +103,17 @@ class FinetuneConfig(StrictModel):
         "baseline, else the run stops before labelling (exit 3)"
     )
     allow_below_baseline: bool = Field(False, description="keep going when the teacher misses min_gain_over_baseline")
+    adapter: Literal["full", "lora"] = Field(
+        "full", description="full: train every weight; lora: PEFT LoRA (e.g. a causal LM such as "
+        "embedded:smollm2-135m-instruct as a sequence classifier), merged and saved as plain safetensors"
+    )
+    lora: FinetuneLoraConfig = Field(default_factory=FinetuneLoraConfig, description="adapter: lora settings")
 
     @model_validator(mode="after")
     def _check(self):
+        if self.teacher.kind == "causal_lm":
+            raise ValueError("finetune.teacher.kind=causal_lm: fine-tuning turns the LM into a sequence classifier; "
+                             "leave kind: classifier and point finetune.teacher.path at the LM (adapter: lora)")
         if self.teacher.members:
             raise ValueError("finetune.teacher.members: fine-tuning takes one backbone (finetune.teacher.path); "
                              "ensembles belong in label.teacher.members")
