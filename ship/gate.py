@@ -6,6 +6,11 @@ from __future__ import annotations
 def check_gate(gate, report: dict, shipped: dict) -> dict:
     """{"passed", "checks": [{"name", "value", "limit", "ok", "detail"}]} for the bundle ``shipped``."""
     checks = []
+    bad = shipped.get("non_finite_rows", 0)
+    # Always checked, whatever the config: a model that outputs NaN/inf must never ship, even with no
+    # accuracy floor (its argmax would still produce "predictions").
+    checks.append({"name": "finite_outputs", "value": bad, "limit": 0, "ok": bad == 0,
+                   "detail": f"{bad} eval rows with NaN/inf logits" if bad else "every eval row's logits are finite"})
     teacher_acc = (report.get("teacher") or {}).get("accuracy")
     retention = shipped["accuracy"] / teacher_acc if teacher_acc else None
     if gate.min_retention is not None:
@@ -29,11 +34,11 @@ def check_gate(gate, report: dict, shipped: dict) -> dict:
 
 
 def gate_message(gate: dict) -> str:
-    if not gate["checks"]:
+    if not [c for c in gate["checks"] if c["name"] != "finite_outputs"] and gate["passed"]:
         return "gate: PASSED (no bounds configured)"
     parts = []
     for c in gate["checks"]:
-        op = ">=" if c["name"].startswith("min") else "<="
+        op = ">=" if c["name"].startswith("min") else "=" if c["name"] == "finite_outputs" else "<="
         verdict = "ok" if c["ok"] else "FAILED"
         parts.append(f"{c['name']} {verdict}: {c['detail']} (needs {op} {c['limit']})")
     head = "gate: PASSED" if gate["passed"] else "gate: FAILED"

@@ -73,6 +73,7 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
     probs = softmax(logits.astype(np.float64) / bundle.temperature)
     pred = probs.argmax(-1)
     ctx.eval_probs = probs.astype(np.float32)  # [N, C]: the run report's confusion matrix and reliability plot
+    non_finite = int((~np.isfinite(logits)).any(-1).sum())  # rows whose logits hold NaN/inf: the gate refuses
     m = classification_metrics(pred, ctx.gold, len(ctx.label_names))
     teacher_pred = getattr(ctx, "teacher_pred", None)
     shipped = {
@@ -92,6 +93,7 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
         "latency_ms": final_rec["latency_ms"], "runtime": final_rec["runtime"],
         "from_step": final_rec["name"],
         "step_accuracy": final_rec["accuracy"],
+        "non_finite_rows": non_finite,
     }
     from zuoxiao.ship.gate import check_gate
 

@@ -46,6 +46,7 @@ def fake_finetune(cfg, paths, ctx):
     _call(cfg, "finetune")
     paths.teacher.mkdir(parents=True, exist_ok=True)
     (paths.teacher / "config.json").write_text(json.dumps({"fake": True, "seed": cfg.seed}))
+    _maybe_crash("finetune", 1)  # after writing part of its output, before .done.json
     return FinetuneResult(teacher_dir=str(paths.teacher), accuracy=0.9)
 
 
@@ -117,6 +118,7 @@ def fake_compress(cfg, paths, ctx):
     (paths.compress / "model.onnx").write_text(_h("onnx", model))
     report = {"final_accuracy": 0.88, "teacher_accuracy": 0.9}
     (paths.compress / "report.json").write_text(json.dumps(report))
+    _maybe_crash("compress", 1)
     return CompressResult(report=str(paths.compress / "report.json"), final_step="01-quantize", **report)
 
 
@@ -133,6 +135,7 @@ def fake_ship(cfg, paths, ctx):
         raise GateFailed(f"retention {retention:.3f} < min_retention {need}", result=result)
     paths.bundle.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(paths.compress / "model.onnx", paths.bundle / "model.onnx")
+    _maybe_crash("ship", 1)
     return result
 
 

@@ -131,11 +131,11 @@ def _subprocess_run(cfg_path, crash: str | None = None):
 
 
 def _result_bytes(run_dir: Path) -> dict:
-    return {p.relative_to(run_dir).as_posix(): p.read_bytes() for d in ("label", "student", "bundle")
+    return {p.relative_to(run_dir).as_posix(): p.read_bytes() for d in ("teacher", "label", "student", "compress", "bundle")
             for p in sorted((run_dir / d).rglob("*")) if p.is_file() and not p.name.startswith(".") and p.name != "config.resolved.yaml"}
 
 
-@pytest.mark.parametrize("crash", ["label:2", "train:3"])
+@pytest.mark.parametrize("crash", ["finetune:1", "label:2", "train:3", "compress:1", "ship:1"])
 def test_kill_9_mid_stage_resumes_to_identical_outputs(fake_job, tmp_path, crash):
     clean = _subprocess_run(fake_job("clean.yaml", output_dir=str(tmp_path / "clean")))
     assert clean.returncode == 0, clean.stderr
