@@ -153,6 +153,20 @@ FULL_STEPS = [{"kind": "vocab_trim"}, {"kind": "prune_heads", "keep": 0.5, "rows
 
 
 @functools.cache
+def wide_exported():
+    """(model, tokenizer, ONNX path, dir) of a wider tiny model (hidden 64: dynamic and static int8 need
+    enough weights for meaningful scales), trained once and exported once for every quantisation test.
+    Tests must not modify the model in place (deepcopy it) and write their own files under dir."""
+    from zuoxiao.student.compress.export import export_onnx
+
+    d = Path(tempfile.mkdtemp(prefix="zx-wide-onnx-"))
+    atexit.register(shutil.rmtree, d, True)
+    tok = make_tokenizer(d / "tok")
+    model = train_briefly(make_model(hidden=64, heads=4, ffn=128), tok)
+    return model, tok, export_onnx(model, tok, d / "model.onnx"), d
+
+
+@functools.cache
 def compressed_stage():
     """One tiny job compressed with every step kind, then shipped (shared by the compress and ship tests).
 

@@ -1,19 +1,15 @@
 import numpy as np
 import pytest
 
-from tests.student.compress.compress_fixtures import dataset, make_model, make_tokenizer, train_briefly
+from tests.student.compress.compress_fixtures import dataset, wide_exported
 from zuoxiao.core.evaluate import predict_logits
-from zuoxiao.student.compress.export import export_onnx, max_abs_diff, onnx_logits, onnx_session
+from zuoxiao.student.compress.export import max_abs_diff, onnx_logits, onnx_session
 from zuoxiao.student.compress.quantize import quantize_onnx, quantize_torch
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    d = tmp_path_factory.mktemp("onnx")
-    tok = make_tokenizer(d / "tok")
-    # a wider model: dynamic int8 needs enough weights for its scales to be meaningful
-    model = train_briefly(make_model(hidden=64, heads=4, ffn=128), tok)
-    return model, tok, export_onnx(model, tok, d / "model.onnx"), d
+def exported():
+    return wide_exported()
 
 
 def test_onnx_matches_pytorch_with_dynamic_batch_and_length(exported):

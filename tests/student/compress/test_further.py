@@ -9,10 +9,8 @@ import torch
 
 from tests.student.compress.compress_fixtures import (
     dataset,
-    make_model,
     make_stage_root,
-    make_tokenizer,
-    train_briefly,
+    wide_exported,
 )
 from zuoxiao.core.config import parse_config
 from zuoxiao.core.config.views import CompressView
@@ -29,11 +27,8 @@ TEXTS = dataset(1)[0] + [f"{a} {b} {c}" for a in ("good", "bad", "dull") for b i
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    d = tmp_path_factory.mktemp("further")
-    tok = make_tokenizer(d / "tok")
-    model = train_briefly(make_model(hidden=64, heads=4, ffn=128), tok)
-    return model, tok, export_onnx(model, tok, d / "model.onnx"), d
+def trained():
+    return wide_exported()
 
 
 @pytest.mark.parametrize("method", ["minmax", "percentile"])
