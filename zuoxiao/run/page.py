@@ -12,24 +12,17 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 
+from zuoxiao.run.history import read_json
 from zuoxiao.ship.calibration import ece
 
 STYLE = """body{font:14px system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}
 table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 td:first-child,th:first-child{text-align:left}h2{margin-top:32px;border-bottom:1px solid #ddd}
 .ok{color:#080;font-weight:bold}.bad{color:#b00;font-weight:bold}img{max-width:100%}.t{text-align:left}"""
-
-
-def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _png(fig) -> str:
@@ -105,9 +98,9 @@ def _plots(ev, names: list[str]) -> tuple[str, str]:
 def write_report_html(run_dir: str | Path) -> Path:
     """Build run_dir/report.html from the run's own records; returns its path."""
     run_dir = Path(run_dir)
-    summary = _read(run_dir / "summary.json")
-    comp = _read(run_dir / "compress" / "report.json")
-    shipped = _read(run_dir / "ship" / "shipped.json").get("bundle") or {}
+    summary = read_json(run_dir / "summary.json") or {}
+    comp = read_json(run_dir / "compress" / "report.json") or {}
+    shipped = (read_json(run_dir / "ship" / "shipped.json") or {}).get("bundle") or {}
     m = summary.get("metrics") or {}
     gate = summary.get("gate") or {}
     parts = [f"<h1>zuoxiao run {html.escape(summary.get('run_id', run_dir.name))}: "

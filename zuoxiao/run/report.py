@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from zuoxiao.core.results import RESULT_TYPES
+from zuoxiao.run.history import read_json
 
 
 class EventLog:
@@ -60,10 +61,7 @@ def _previous_rate(out: Path) -> float | None:
     """When every row came from the cache this run, estimate the time saved at the last measured rate."""
     best = None
     for p in sorted((out / "runs").glob("*/summary.json")):
-        try:
-            rate = json.loads(p.read_text()).get("metrics", {}).get("teacher_seconds_per_row")
-        except (OSError, ValueError):
-            continue
+        rate = (read_json(p) or {}).get("metrics", {}).get("teacher_seconds_per_row")
         best = rate or best
     return best
 
