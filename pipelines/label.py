@@ -149,7 +149,7 @@ def build_graph(p, plan: dict):
     elif plan["cache_enabled"]:
         records = records | "AllMisses" >> beam.Map(lambda r: {**r, "_cache": "miss"})
     handler = TeacherModelHandler(
-        plan["teacher_path"], plan["label_names"], fingerprint=plan["fingerprint"],
+        plan["teacher_path"], plan["label_names"],
         device=lc.teacher.device, num_threads=plan["num_threads"],
         trust_remote_code=lc.teacher.trust_remote_code,
         members=[m.model_dump() for m in lc.teacher.members] if lc.teacher.members else None,

@@ -109,7 +109,6 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
         path: str,
         label_names: list[str],
         *,
-        fingerprint: str | None = None,
         device: str = "auto",
         num_threads: int | None = None,
         trust_remote_code: bool = False,
@@ -129,7 +128,6 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
         self.store_representation = store_representation  # also emit teacher_repr [D] per record
         self.path = path
         self.label_names = list(label_names)
-        self.fingerprint = fingerprint
         self.device = device
         self.num_threads = num_threads
         self.trust_remote_code = trust_remote_code
