@@ -303,7 +303,7 @@ def label_from_config(
     plan = {
         "cfg": cfg, "files": files, "label_names": label_names,
         "label_index": {n: i for i, n in enumerate(label_names)} if lc.input.label_column else None,
-        "teacher_path": teacher_path, "fingerprint": fp, "num_threads": num_threads,
+        "teacher_path": teacher_path, "num_threads": num_threads,
         "mask_token": mask_token, "cache_files": cache_files, "cache_enabled": cache is not None,
         "temp_dir": temp, "schema": schema_with_metadata(label_names, storage, optional_columns=True),
         "llm_recipe": llm_record.get("llm_recipe"),
