@@ -146,3 +146,12 @@ def test_run_stops_before_any_stage_on_data_errors_and_warn_goes_on(tmp_path):
     cfg = load_config(_job(tmp_path), ["run.run_id=r2", "run.data_check=warn", "run.stages=[finetune]"])
     run_job(cfg, stage_fns=FAKES, console=quiet)
     assert [c["stage"] for c in calls(tmp_path / "out")] == ["finetune"]
+
+
+def test_label_input_conflicts_are_duplicate_ids_as_in_the_label_stage(tmp_path):
+    cfg = load_config(_job(tmp_path, dev_classes=("a", "b", "c"), leak=False, short_record=False))
+    with open(tmp_path / "data" / "input.jsonl", "a") as f:
+        f.write('{"text": "same", "label": "a"}\n{"text": "same", "label": "b"}\n')
+    report = check_data(cfg)
+    assert report.sources["label.input"]["skipped"] == {"duplicate_id": 1}
+    assert report.ok and not any("different gold label" in w for w in report.warnings)

@@ -166,6 +166,8 @@ def _scan(name: str, src, label_set: set[str] | None) -> SourceScan:
                 if reason is None:
                     key = row_key(row, text, src.id_column)
                     reason, first = ("missing_id", "") if key is None else dedup.check(key, label, place)
+                    if reason == "conflicting_label" and not gold:
+                        reason = "duplicate_id"  # the label stage drops a repeated id whatever its label
                     place += f" (first: {first})" if first else ""
                 if reason is not None:
                     s.skips.add(reason, place)
