@@ -115,7 +115,10 @@ def read_splits(cfg: Config) -> GoldSplits:
             raise ConfigError("finetune: no class has 2 gold rows, so no dev set can be split off; give task.dev "
                               "or more gold rows")
     ev = read_labelled(cfg.task.eval, names) if cfg.task.eval is not None else None
-    return GoldSplits(names, train, dev_xy, source, (ev.texts, ev.labels) if ev else None, data.skipped)
+    # rows the shared row policy left out (zuoxiao/core/rowpolicy.py), per source, for metrics.json
+    skipped = {k: d.skipped for k, d in (("finetune.data", data), ("task.dev", dev if cfg.task.dev else None),
+                                         ("task.eval", ev)) if d is not None and d.skipped}
+    return GoldSplits(names, train, dev_xy, source, (ev.texts, ev.labels) if ev else None, skipped)
 
 
 def plan_epochs(ft, rows: int, num_classes: int, steps_per_epoch: int, epochs=None) -> tuple[float, str]:

@@ -1,6 +1,6 @@
 """The `zuoxiao` command: parses arguments, loads the config, calls the stage library. No logic here.
 
-    zuoxiao validate configs/demo.yaml
+    zuoxiao validate configs/demo.yaml [--data [--json]]
     zuoxiao label configs/demo.yaml --set label.batch_size=64 -- --runner=DirectRunner
     zuoxiao finetune-teacher | label | train | compress | ship | run CONFIG
     zuoxiao predict BUNDLE_DIR "some text" ...
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a config file and print the resolved config")
     _config_args(p)
     p.add_argument("--quiet", action="store_true", help="print only problems")
+    p.add_argument("--data", action="store_true", help="also read every data source and report its problems "
+                   "(exit 2 on errors); loads no model")
+    p.add_argument("--json", action="store_true", help="with --data: print the data report as JSON")
 
     p = sub.add_parser("label", help="label task data with the teacher (Beam pipeline)")
     _config_args(p)
@@ -131,6 +134,12 @@ def _dispatch(args) -> int:
         import yaml
 
         cfg = _load(args)
+        if args.data:
+            from zuoxiao.core.datacheck import check_data
+
+            report = check_data(cfg)
+            print(report.to_json() if args.json else report.to_text())
+            return EXIT_OK if report.ok else EXIT_BAD_INPUT
         if not args.quiet:
             print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
         print(f"{args.config}: OK", file=sys.stderr)

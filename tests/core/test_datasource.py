@@ -1,5 +1,6 @@
 """The one parser behind every reader (zuoxiao.core.datasource): line-checked CSV records, BOMs, broken
-headers and damaged Parquet pages, and the gold-set reader `read_labelled` (issue 8)."""
+headers and damaged Parquet pages, and the gold-set reader `read_labelled` (issue 8), which follows the
+label stage's row policy (issue 13: skip malformed rows and duplicate ids, refuse a mostly broken file)."""
 
 import io
 
@@ -91,8 +92,50 @@ def test_read_labelled_uses_the_strict_parser_and_normalised_labels(tmp_path):
     data = read_labelled(DataSource(path=str(tmp_path / "g.csv")))
     assert data.texts == ["multi\nline", "plain", "x"]
     assert data.label_names == ["1", "true"] and data.labels == [0, 1, 0]
-    (tmp_path / "bad.csv").write_bytes(UNCLOSED.replace(b"id,label,text", b"id,label,text"))
-    with pytest.raises(InputError, match=r"bad\.csv: line 3: broken quoting"):
-        read_labelled(DataSource(path=str(tmp_path / "bad.csv"), text_column="text"))
+    (tmp_path / "bad.csv").write_bytes(UNCLOSED)  # one broken record of five: skipped, like a dead letter
+    bad = read_labelled(DataSource(path=str(tmp_path / "bad.csv"), text_column="text"))
+    assert bad.texts == ["fine", "good", "bad", "ok"] and bad.skipped == {"malformed_row": 1}
+    assert bad.skipped_where == {"malformed_row": ["bad.csv line 3"]}
     with pytest.raises(InputError, match=r"has no column 'body'; its columns are \['label', 'text'\]"):
         read_labelled(DataSource(path=str(tmp_path / "g.csv"), text_column="body"))
+
+
+def test_read_labelled_skips_a_short_record_and_a_duplicate_like_the_label_stage(tmp_path, caplog):
+    """Issue 13: a 1-field CSV record aborted finetune (`Expected 2 columns, got 1`) while the label stage
+    dead-lettered it; duplicates were kept by finetune and dropped by label. Now both skip them."""
+    (tmp_path / "g.csv").write_text("text,label\ngood movie,pos\nbad movie,neg\njust one field\n"
+                                    "good movie,pos\nfine film,pos\nGood  Movie,pos\nawful,neg\n")
+    with caplog.at_level("WARNING", logger="zuoxiao.core.datasource"):
+        data = read_labelled(DataSource(path=str(tmp_path / "g.csv")), ["neg", "pos"])
+    # the exact repeat goes (first wins); "Good  Movie" differs in case/spacing: another text, kept
+    assert data.texts == ["good movie", "bad movie", "fine film", "Good  Movie", "awful"]
+    assert data.labels == [1, 0, 1, 1, 0]
+    assert data.skipped == {"malformed_row": 1, "duplicate_id": 1}
+    assert data.skipped_where == {"malformed_row": ["g.csv line 4"],
+                                  "duplicate_id": ["g.csv line 5 (first: g.csv line 2)"]}
+    (line,) = [r.getMessage() for r in caplog.records]  # one line says what was skipped
+    assert "skipped 2 rows" in line and "malformed_row 1 (g.csv line 4)" in line and "duplicate_id 1" in line
+
+
+def test_read_labelled_conflicting_gold_keeps_the_first_and_counts_it_apart(tmp_path):
+    (tmp_path / "g.jsonl").write_text('{"text": "meh", "label": "neg"}\n{"text": "meh", "label": "pos"}\n'
+                                      '{"text": "yay", "label": "pos"}\n')
+    data = read_labelled(DataSource(path=str(tmp_path / "g.jsonl")))
+    assert data.texts == ["meh", "yay"] and data.labels == [0, 1]
+    assert data.skipped == {"conflicting_label": 1}
+    assert data.skipped_where["conflicting_label"] == ["g.jsonl line 2 (first: g.jsonl line 1 (label 'neg', kept))"]
+
+
+def test_read_labelled_refuses_a_file_that_mostly_does_not_parse(tmp_path):
+    """A wrong delimiter must not be silently reduced to the few rows that happen to parse."""
+    (tmp_path / "semi.csv").write_text("text,label\n" + "".join(f"row {i};a;b,pos\n" if i % 3 == 0 else
+                                                                f"row {i},pos,extra\n" for i in range(9)))
+    with pytest.raises(InputError, match=r"semi\.csv: 6 of 9 rows do not parse \(first: line 3: 3 comma-separated "
+                                         r"fields, header has 2\).*check its format.*delimiter"):
+        read_labelled(DataSource(path=str(tmp_path / "semi.csv")))
+
+
+def test_read_labelled_duplicate_ids_follow_the_id_column(tmp_path):
+    (tmp_path / "g.csv").write_text("id,text,label\n1,a,x\n2,a,x\n1,b,x\n,c,y\n")  # same text, other ids: kept
+    data = read_labelled(DataSource(path=str(tmp_path / "g.csv"), id_column="id"))
+    assert data.texts == ["a", "a"] and data.skipped == {"duplicate_id": 1, "missing_id": 1}

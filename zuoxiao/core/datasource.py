@@ -18,16 +18,27 @@ import codecs
 import csv
 import glob
 import json
+import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
 from zuoxiao.core.config.base import DataSource
 from zuoxiao.core.errors import InputError
+from zuoxiao.core.rowpolicy import (
+    UNPARSABLE,
+    Dedup,
+    LabelledData,
+    Skips,
+    refuse_unparsable,
+    row_key,
+    row_text,
+)
 from zuoxiao.core.rows import label_index, normalize_label
+
+log = logging.getLogger(__name__)
 
 SUFFIX_FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
                   ".csv": "csv", ".tsv": "tsv", ".txt": "tsv"}
@@ -301,49 +312,57 @@ def read_file(path: Path, fmt: str) -> pa.Table:
 
 
 # ---------------------------------------------------------------- gold-labelled sets
-@dataclass
-class LabelledData:
-    texts: list[str]
-    labels: list[int]
-    label_names: list[str]
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows left out
-
-
 def read_labelled(source: DataSource, label_names: list[str] | None = None) -> LabelledData:
-    """Texts and gold label indices. Rows with empty text or no label are skipped and counted.
+    """Texts and gold label indices, by the row policy every stage shares (zuoxiao/core/rowpolicy.py).
+
+    Rows that do not parse, have no usable text or no label, and repeated ids (the exact text, or the id
+    column) are skipped, the first row read wins; they are counted in `skipped` (reason -> rows) with their
+    first places in `skipped_where`, and logged in one line. A file where most rows do not parse is an
+    error (a wrong format or delimiter, not bad rows), and so is a missing column.
 
     Labels are matched with `normalize_label` against ``label_names``; with none given, the map is the
     sorted set of (normalised) labels seen. A label outside the given names is an error (a wrong config,
-    not bad rows), and so is a malformed row: a gold set with a broken line is fixed, not half-read.
+    not bad rows).
     """
     if source.label_column is None:
         raise InputError("this data source needs gold labels: set label_column")
-    texts, raw_labels, skipped = [], [], {"empty_text": 0, "missing_label": 0}
+    texts, raw_labels, skips, dedup = [], [], Skips(), Dedup()
     for path in resolve_files(source):
         columns: set[str] = set()
+        rows, bad, first_bad = 0, 0, ""
         for r in iter_rows(path, detect_format(path, source.format)):
-            if r["error"]:
-                raise InputError(f"{path}: {r['detail']} ({r['error']}); fix the row or remove it")
-            row = r["row"]
+            rows, place = rows + 1, f"{path.name} line {r['line']}"
+            text, reason = row_text(r, source.text_column)
+            row = r["row"] if not r["error"] else {}
             columns.update(row)
-            text, label = row.get(source.text_column), normalize_label(row.get(source.label_column))
-            if not isinstance(text, str) or not text.strip():
-                skipped["empty_text"] += 1
-            elif label is None:
-                skipped["missing_label"] += 1
-            else:
-                texts.append(text)
-                raw_labels.append(label)
+            label = normalize_label(row.get(source.label_column))
+            if reason is None and label is None:
+                reason = "missing_label"
+            if reason is None:
+                key = row_key(row, text, source.id_column)
+                reason, first = ("missing_id", "") if key is None else dedup.check(key, label, place)
+                place += f" (first: {first})" if first else ""
+            if reason is not None:
+                skips.add(reason, place)
+                bad += reason in UNPARSABLE
+                first_bad = first_bad or r["detail"]
+                continue
+            texts.append(text)
+            raw_labels.append(label)
             if source.limit and len(texts) >= source.limit:
                 break
+        refuse_unparsable(path, bad, rows, first_bad)
         for col in (source.text_column, source.label_column):
             if columns and col not in columns:  # an empty file adds nothing and has no columns to check
                 raise InputError(f"{path} has no column {col!r}; its columns are {sorted(columns)}; "
                                  "set text_column / label_column in the data source")
         if source.limit and len(texts) >= source.limit:
             break
+    if skips.total:
+        log.warning("%s: skipped %d rows (the label stage dead-letters the same rows): %s",
+                    ", ".join(source.paths), skips.total, skips.summary())
     if not texts:
-        raise InputError(f"no usable labelled rows in {source.paths} (skipped: {skipped})")
+        raise InputError(f"no usable labelled rows in {source.paths} (skipped: {skips.counts})")
     names = list(label_names) if label_names else sorted(set(raw_labels))
     index = label_index(names)
     unknown = sorted(set(raw_labels) - set(index))
@@ -352,4 +371,4 @@ def read_labelled(source: DataSource, label_names: list[str] | None = None) -> L
             f"labels {unknown[:5]} in {source.paths} are not in label_names {names}; "
             "fix task.label_names or the data"
         )
-    return LabelledData(texts, [index[x] for x in raw_labels], names, {k: v for k, v in skipped.items() if v})
+    return LabelledData(texts, [index[x] for x in raw_labels], names, dict(skips.counts), dict(skips.where))

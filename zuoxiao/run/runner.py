@@ -23,6 +23,7 @@ from pathlib import Path
 
 from zuoxiao.core.config import save_resolved
 from zuoxiao.core.config.run import STAGES
+from zuoxiao.core.datacheck import check_before_run
 from zuoxiao.core.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError, GateFailed
 from zuoxiao.core.fingerprint import code_version, digest, outputs_intact, outputs_record
 from zuoxiao.core.lock import RunLock
@@ -105,6 +106,7 @@ def run_job(cfg, force=(), stage_fns: dict | None = None, console=None) -> dict:
         rc.events.emit("run_start", resumed=resumed, attempt=state["attempts"], stages=chain, force=rc.force,
                        pid=os.getpid())
         try:
+            check_before_run(cfg, rc.console, rc.events.emit)  # data problems stop the run before any compute
             stages = _run_stages(rc, chain)
             summary = _finish(rc, chain, stages, state, resumed)
         except BaseException as err:  # KeyboardInterrupt too: the run stays resumable

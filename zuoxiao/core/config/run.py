@@ -42,6 +42,10 @@ class RunConfig(StrictModel):
         None, ge=1, description="keep at most this many finished runs (oldest deleted; never 'latest'); null = all"
     )
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    data_check: Literal["error", "warn", "off"] = Field(
+        "error", description="read every data source before any compute (zuoxiao validate --data): error = its "
+        "errors stop the run (exit 2), warn = print them and go on, off = skip the check",
+    )
     train_launcher: list[str] | None = Field(
         None,
         description="run the train stage as `<launcher> -m zuoxiao.cli train ...` in a subprocess, e.g. "

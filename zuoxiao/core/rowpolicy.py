@@ -1,0 +1,149 @@
+"""One row policy for every reader: what makes an input row unusable, what counts as a duplicate, and
+how a file that mostly does not parse is refused.
+
+The label stage (pipelines/validate.py) turns bad rows into dead letters; the gold-set reader
+(`zuoxiao.core.datasource.read_labelled`, behind finetune.data, task.dev and task.eval) skips them and
+counts them; `zuoxiao validate --data` (zuoxiao/core/datacheck.py) predicts both. All three name a bad
+row with the same reasons, so a row that is a dead letter in one stage is skipped in the others:
+
+    malformed_row, undecodable_bytes   the line does not parse / is not UTF-8 (parse_rows' errors)
+    missing_text, null_text, non_string_text, empty_text   the text cell is absent, null, not text, blank
+    missing_label                      gold sets only: the label cell is empty (the label stage keeps the
+                                       row unlabelled; a gold set cannot use it)
+    unknown_label                      a label outside task.label_names (label stage: a dead letter;
+                                       gold sets: an error, it is a wrong config, not a bad row)
+    duplicate_id                       the row's id was seen before: the id column's value, or with no
+                                       id column the exact text (its hash is the label stage's default id);
+                                       the FIRST row read (file order, then line) is kept
+    conflicting_label                  gold sets only: a duplicate whose gold label differs from the kept
+                                       row's. First wins here too (the same row the label stage keeps); it
+                                       is counted apart so that `validate --data` can show the conflict
+
+Leakage between sources is compared on `normalise_text` (strip, casefold, collapse whitespace): a test
+text that differs from a training text only in case or spacing still measures memorisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from zuoxiao.core.errors import InputError
+from zuoxiao.core.rows import normalize_label, text_hash
+
+REASONS = ("malformed_row", "undecodable_bytes", "missing_text", "null_text", "non_string_text", "empty_text",
+           "missing_label", "unknown_label", "duplicate_id", "conflicting_label")
+UNPARSABLE = ("malformed_row", "undecodable_bytes")
+#: A gold file with more than this share of rows that do not parse is refused (a wrong delimiter or format
+#: must not be silently reduced to the few rows that happen to parse).
+MAX_UNPARSABLE_FRACTION = 0.5
+SHOWN = 5  # locations kept per reason
+_SPACE = re.compile(r"\s+")
+
+
+def _has_surrogates(s: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in s)  # undecodable bytes kept by surrogateescape
+
+
+def row_text(r: dict, text_column: str) -> tuple[str | None, str | None]:
+    """A `parse_rows` row dict -> (text, None) or (None, reason), by the label stage's rules."""
+    if r["error"]:
+        return None, r["error"]
+    row = r["row"]
+    if text_column not in row:
+        return None, "missing_text"
+    text = row[text_column]
+    if text is None:
+        return None, "null_text"
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "undecodable_bytes"
+    if not isinstance(text, str):
+        return None, "non_string_text"
+    if _has_surrogates(text):
+        return None, "undecodable_bytes"
+    if not text.strip():
+        return None, "empty_text"
+    return text, None
+
+
+def row_key(row: dict, text: str, id_column: str | None) -> str | None:
+    """The row's id as the label stage derives it (None: the id column is empty, `missing_id`)."""
+    if id_column is None:
+        return text_hash(text)[:32]
+    return normalize_label(row.get(id_column))
+
+
+def normalise_text(text: str) -> str:
+    """Strip, casefold, collapse whitespace: the form texts are compared in across sources."""
+    return _SPACE.sub(" ", text.strip().casefold())
+
+
+def short_hash(text: str) -> bytes:
+    """8 bytes standing for a text in the sets a data check keeps (millions of rows stay small)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+
+
+@dataclass
+class Skips:
+    """Rows left out, by reason, with the first few places ("g.csv line 3") of each."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    where: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, reason: str, place: str) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        shown = self.where.setdefault(reason, [])
+        if len(shown) < SHOWN:
+            shown.append(place)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        """'malformed_row 2 (g.csv line 3, g.csv line 7), duplicate_id 1 (g.csv line 9)'."""
+        parts = []
+        for reason, n in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            more = f", +{n - len(self.where[reason])} more" if n > len(self.where[reason]) else ""
+            parts.append(f"{reason} {n} ({', '.join(self.where[reason])}{more})")
+        return ", ".join(parts)
+
+
+class Dedup:
+    """First wins: remembers each id with its gold label and where it was first read."""
+
+    def __init__(self):
+        self.seen: dict[str, tuple[str | None, str]] = {}
+
+    def check(self, key: str, label: str | None, place: str) -> tuple[str | None, str]:
+        """-> (None, "") for a new id, else ("duplicate_id" | "conflicting_label", where the first was)."""
+        first = self.seen.get(key)
+        if first is None:
+            self.seen[key] = (label, place)
+            return None, ""
+        if label is not None and first[0] is not None and label != first[0]:
+            return "conflicting_label", f"{first[1]} (label {first[0]!r}, kept)"
+        return "duplicate_id", first[1]
+
+
+def refuse_unparsable(path, bad: int, rows: int, first: str, bound: float = MAX_UNPARSABLE_FRACTION) -> None:
+    """InputError when more than ``bound`` of a file's rows do not parse: the file, not rows, is wrong."""
+    if rows and bad / rows > bound:
+        raise InputError(
+            f"{path}: {bad} of {rows} rows do not parse (first: {first}); the whole file is read wrongly, not a "
+            "few rows: check its format (set format: csv|tsv|jsonl|parquet in the data source), its delimiter "
+            "(csv = commas, tsv = tabs) and its quoting"
+        )
+
+
+@dataclass
+class LabelledData:
+    texts: list[str]
+    labels: list[int]
+    label_names: list[str]
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows left out
+    skipped_where: dict[str, list[str]] = field(default_factory=dict)  # reason -> first few "file line N"
