@@ -226,7 +226,7 @@ class CompressResult(StageResult):
                          "accuracy": acc, "agreement": s.get("agreement"),
                          "change_points": None if prev is None or acc is None or prev.get("accuracy") is None
                          else round(100 * (acc - prev["accuracy"]), 2),  # vs the step before; < 0 = a loss
-                         "seconds": s.get("seconds"), "note": s.get("note")})
+                         "seconds": s.get("seconds"), "note": s.get("note"), "warning": s.get("warning")})
             prev = s
         return {"final_step": self.final_step, "final_accuracy": self.final_accuracy,
                 "teacher_accuracy": self.teacher_accuracy, "steps": rows}
@@ -242,6 +242,8 @@ class CompressResult(StageResult):
                 line += f", {r['seconds']:.1f} s"
             if r["note"]:
                 line += f"; {r['note']}"
+            if r["warning"]:
+                line += f"  <- WARNING: {r['warning'].split(': ')[0]}"
             lines.append(line)
         lines.append(f"final {h['final_step']}: accuracy {_pct(h['final_accuracy'])}, teacher "
                      f"{_pct(h['teacher_accuracy'])}")
