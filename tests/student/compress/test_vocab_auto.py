@@ -8,8 +8,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tests.student.compress.compress_fixtures import LABELS, NEG, POS, make_model, make_tokenizer, train_briefly, \
-    write_eval
+from tests.student.compress.compress_fixtures import (
+    LABELS,
+    NEG,
+    POS,
+    make_model,
+    make_tokenizer,
+    train_briefly,
+    write_eval,
+)
 from zuoxiao.core.config import parse_config
 from zuoxiao.core.config.compress import VocabTrim
 from zuoxiao.core.labelout import write_label_output
