@@ -45,8 +45,10 @@ def changed_share(before, after, texts: list[str]) -> float:
     """Share of ``texts`` that the trimmed tokenizer splits into other pieces than the original one."""
     if not texts:
         return 0.0
-    a = before.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
-    b = after.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    from zuoxiao.student.compress.vocab import plain_backend
+
+    a = plain_backend(before).encode_batch(texts, add_special_tokens=False)
+    b = plain_backend(after).encode_batch(texts, add_special_tokens=False)
     return sum(x.tokens != y.tokens for x, y in zip(a, b, strict=True)) / len(texts)
 
 
