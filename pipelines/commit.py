@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 import yaml
 
@@ -64,6 +65,10 @@ def summary_counts(summary: dict, cache_enabled: bool) -> tuple[dict, list[dict]
         raise IntegrityError(f"label pipeline lost rows: read {read} but labeled {labeled} + rejected {rejected}; "
                              "this is a bug, please report it")
     total = lambda key: sum(s[key] for s in shard_stats)  # noqa: E731
+    argmax: dict[str, int] = {}
+    for s in shard_stats:
+        for k, v in s.get("argmax_counts", {}).items():
+            argmax[k] = argmax.get(k, 0) + v
     counts = {
         "read": read, "labeled": labeled, "rejected": rejected,
         "truncated": total("truncated"), "truncated_augmented": total("truncated_augmented"),
@@ -72,11 +77,26 @@ def summary_counts(summary: dict, cache_enabled: bool) -> tuple[dict, list[dict]
         "cache_misses": total("cache_misses") if cache_enabled else rows,
         "teacher_rows": total("teacher_rows"), "teacher_tokens": total("teacher_tokens"),
         "rejected_by_reason": dict(sorted(reasons.items())),
+        "mean_entropy_nats": round(total("entropy_sum") / labeled, 6) if labeled else None,
+        "teacher_argmax": dict(sorted(argmax.items(), key=lambda kv: int(kv[0]))),
     }
     # sha256 and bytes are filled in by commit(), from the committed files
     shards = [{"file": s["file"], "rows": s["rows"], "sha256": None, "bytes": None} for s in shard_stats]
     rejected_files = [{"file": s["file"], "rows": s["rows"], "sha256": None, "bytes": None} for s in rej_stats]
     return counts, shards, rejected_files
+
+
+def soft_label_stats(counts: dict, label_names: list[str]) -> dict:
+    """The label stage's headline numbers about the soft labels, from the pipeline's counts: mean teacher
+    entropy in nats and as a share of ln(classes) (0 = one-hot, 1 = uniform: a teacher that says nothing),
+    and how many labelled rows the teacher put in each class, most frequent first."""
+    mean = counts.get("mean_entropy_nats")
+    stats: dict = {"mean_entropy_nats": mean,
+                   "entropy_fraction": round(mean / math.log(len(label_names)), 6)
+                   if mean is not None and len(label_names) > 1 else None}
+    dist = {label_names[int(k)]: v for k, v in (counts.get("teacher_argmax") or {}).items()}
+    stats["label_distribution"] = dict(sorted(dist.items(), key=lambda kv: (-kv[1], kv[0])))
+    return stats
 
 
 def commit(out_dir: str, temp_dir: str, files: list[str], config: dict, manifest: Manifest) -> Manifest:
@@ -98,6 +118,7 @@ def commit(out_dir: str, temp_dir: str, files: list[str], config: dict, manifest
     for entry in manifest.shards + manifest.rejected_files:
         entry.sha256, entry.bytes = fsio.sha256(fsio.join(out_dir, entry.file))
     manifest.data_hash = data_hash(manifest.shards)
+    manifest.stats = soft_label_stats(manifest.counts, manifest.label_names)
     fsio.write_bytes_atomic(fsio.join(out_dir, "config.resolved.yaml"),
                             yaml.safe_dump(config, sort_keys=False).encode())
     fsio.write_bytes_atomic(fsio.join(out_dir, MANIFEST),

@@ -53,6 +53,13 @@ def write_table(table: pa.Table, path: str, row_group_size: int) -> None:
         f.close()
 
 
+def _argmax_counts(indices) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for i in indices:
+        counts[str(i)] = counts.get(str(i), 0) + 1  # str keys: the summary travels as JSON
+    return counts
+
+
 class WriteShard(beam.DoFn):
     """(shard index, soft-label records) -> <temp>/shards/part-i-of-n.parquet (+ cache part); yields counts."""
 
@@ -81,6 +88,9 @@ class WriteShard(beam.DoFn):
             # rows and tokens the teacher ran (its input was cut at max_length)
             "teacher_rows": len(inferred),
             "teacher_tokens": sum(min(r["num_tokens"], r["max_length"]) for r in inferred),
+            # soft-label quality, over the labelled (not augmented) rows: summed here, averaged by the commit
+            "entropy_sum": float(sum(r["entropy"] for r in records if not r["augmented"])),
+            "argmax_counts": _argmax_counts(r["teacher_argmax"] for r in records if not r["augmented"]),
         }
         if self.cache_schema is not None and fresh:
             from zuoxiao.teacher.cache import cache_table

@@ -132,6 +132,8 @@ def train(cfg: TrainView, shards_dir: Path, out_dir: Path, resume: bool = False)
                     "since labelling", teacher_path, teacher["fingerprint"], recorded)
     teacher_pred = teacher.pop("predictions", None)
     dev_teacher_pred = teacher.pop("dev_predictions", None)
+    if dev_teacher_pred is not None:  # the stage headline puts it next to the student's dev accuracy
+        teacher["dev_accuracy"] = classification_metrics(dev_teacher_pred, dev_gold, len(label_names))["accuracy"]
     if dev_texts is None:
         dev_texts, dev_gold, dev_teacher_pred = texts, gold, teacher_pred
 

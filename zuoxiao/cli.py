@@ -112,6 +112,13 @@ def _print_json(obj) -> None:
         print(json.dumps(obj, indent=2, default=str))
 
 
+def _print_headline(stage: str, result) -> None:
+    """The stage's headline numbers, as `zuoxiao run` prints them; on stderr, so stdout stays JSON."""
+    if os.environ.get("RANK", "0") == "0":
+        lines = result.headline_text().splitlines()
+        print(f"{stage}: " + ("\n  ".join([""] + lines) if len(lines) > 1 else "".join(lines)), file=sys.stderr)
+
+
 def _stage_lock(cfg, args):
     """Stand-alone stage commands take the same lock as `zuoxiao run`: two writers never share an output dir.
 
@@ -129,6 +136,7 @@ def _stage_lock(cfg, args):
 
 def _dispatch(args) -> int:
     from zuoxiao.core.paths import StagePaths
+    from zuoxiao.core.results import FinetuneResult, LabelResult, TrainResult
 
     if args.command == "validate":
         import yaml
@@ -152,6 +160,7 @@ def _dispatch(args) -> int:
         with _stage_lock(cfg, args):
             manifest = label_from_config(cfg, out, beam_args=args.beam_args)
         _print_json({"output": str(out), "counts": manifest["counts"]})
+        _print_headline("label", LabelResult.from_manifest(out, manifest))
         return EXIT_OK
     if args.command == "finetune-teacher":
         from zuoxiao.teacher.finetune import finetune_teacher
@@ -159,7 +168,9 @@ def _dispatch(args) -> int:
         cfg = _load(args)
         out = Path(args.output) if args.output else StagePaths(Path(cfg.output_dir)).teacher
         with _stage_lock(cfg, args):
-            _print_json(finetune_teacher(cfg, out))
+            metrics = finetune_teacher(cfg, out)
+        _print_json(metrics)
+        _print_headline("finetune", FinetuneResult.from_metrics(out, metrics))
         return EXIT_OK
     if args.command == "train":
         from zuoxiao.core.config.views import TrainView
@@ -170,7 +181,9 @@ def _dispatch(args) -> int:
         shards = Path(args.shards) if args.shards else paths.label
         out = Path(args.output) if args.output else paths.student
         with _stage_lock(cfg, args):
-            _print_json(train(TrainView.of(cfg), shards, out, resume=args.resume))
+            metrics = train(TrainView.of(cfg), shards, out, resume=args.resume)
+        _print_json(metrics)
+        _print_headline("train", TrainResult.from_metrics(out, metrics))
         return EXIT_OK
     if args.command == "compress":
         from zuoxiao.core.config.views import CompressView
@@ -178,7 +191,9 @@ def _dispatch(args) -> int:
 
         cfg = _load(args)
         with _stage_lock(cfg, args):
-            _print_json(compress(CompressView.of(cfg), StagePaths(Path(cfg.output_dir))).to_json())
+            result = compress(CompressView.of(cfg), StagePaths(Path(cfg.output_dir)))
+        _print_json(result.to_json())
+        _print_headline("compress", result)
         return EXIT_OK
     if args.command in ("ship", "export"):
         from zuoxiao.core.config.views import ShipView
@@ -186,7 +201,9 @@ def _dispatch(args) -> int:
 
         cfg = _load(args)
         with _stage_lock(cfg, args):
-            _print_json(ship(ShipView.of(cfg), StagePaths(Path(cfg.output_dir))).to_json())
+            result = ship(ShipView.of(cfg), StagePaths(Path(cfg.output_dir)))
+        _print_json(result.to_json())
+        _print_headline(args.command, result)
         return EXIT_OK
     if args.command == "run":
         from zuoxiao.run.runner import run_job

@@ -159,6 +159,8 @@ def compress(cfg: CompressView, paths: StagePaths) -> CompressResult:
         state, info = S.apply(ctx, state, step, paths.compress / name)
         info["seconds"] = round(time.time() - t, 1)
         rec = S.measure_state(ctx, state, name, step.kind, info)
+        if step.kind == "vocab_trim":
+            vocab_note(step, rec, records[-1])
         write_json_atomic(paths.compress / name / "step.json", rec)
         save_resolved(cfg, paths.compress / name)
         records.append(rec)
@@ -173,5 +175,30 @@ def compress(cfg: CompressView, paths: StagePaths) -> CompressResult:
     write_report(report, paths.compress)
     return CompressResult(report=str(paths.compress / REPORT), final_step=records[-1]["name"],
                           final_accuracy=records[-1]["accuracy"], teacher_accuracy=(teacher or {}).get("accuracy"),
-                          steps=[{k: r.get(k) for k in ("name", "kind", "accuracy", "agreement", "bytes", "latency_ms")}
-                                 for r in records])
+                          steps=[{**{k: r.get(k) for k in ("name", "kind", "accuracy", "agreement", "bytes",
+                                                           "latency_ms", "note", "warning")},
+                                  "seconds": (r.get("info") or {}).get("seconds")} for r in records])
+
+
+def vocab_note(step, rec: dict, prev: dict) -> None:
+    """What the vocabulary trim kept and cost, as one line for the stage headline (rec["note"]); a cost
+    above vocab_trim.warn_points on task.eval or task.dev is logged as a warning and kept in rec["warning"]."""
+    info = rec.get("info") or {}
+    note = (f"vocab {info['vocab_before']:,} -> {info['vocab_after']:,} tokens (min_count {info['min_count']}"
+            f"{' auto' if info.get('min_count_setting') == 'auto' else ''}), "
+            f"{info['transfer_token_coverage']:.1%} of transfer tokens kept")
+    costs = {}
+    if prev.get("accuracy") is not None:
+        costs["task.eval"] = (prev["accuracy"], rec["accuracy"])
+    if info.get("dev_accuracy_before") is not None:
+        costs["task.dev"] = (info["dev_accuracy_before"], info["dev_accuracy_after"])
+        note += (f", dev [UNK] {info['dev_unk_rate_after']:.1%}, dev texts re-split {info['dev_texts_changed']:.1%}"
+                 f", dev {info['dev_accuracy_before']:.1%} -> {info['dev_accuracy_after']:.1%}")
+    rec["note"] = note
+    worst = max(costs, key=lambda k: costs[k][0] - costs[k][1], default=None)
+    if worst is not None and 100 * (costs[worst][0] - costs[worst][1]) > step.warn_points:
+        a, b = costs[worst]
+        rec["warning"] = (f"vocab_trim cost {100 * (a - b):.1f} points on {worst} ({a:.1%} -> {b:.1%}): "
+                          f"{note}. Lower vocab_trim.min_count (1 keeps every token of the transfer set) or "
+                          "use min_count: auto with a task.dev")
+        log.warning("%s", rec["warning"])

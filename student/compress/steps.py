@@ -53,12 +53,43 @@ def apply(ctx, state: State, step, out: Path) -> tuple[State, dict]:
 
 
 def _vocab(ctx, state, step, out):
-    from zuoxiao.student.compress.vocab import trim_vocab
+    from zuoxiao.student.compress import vocab_auto as A
+    from zuoxiao.student.compress.vocab import token_counts, trim_vocab, unk_rate
     from zuoxiao.student.transfer import read_transfer
 
     ts = read_transfer(ctx.paths.label, limit=step.max_rows, seed=ctx.cfg.seed)
-    model, tok, info = trim_vocab(state.model, state.tokenizer, ts.texts, out, min_count=step.min_count,
+    dev = _dev_rows(ctx, step.dev_rows)
+    bs = ctx.cc.eval_batch_size
+    dev_before = A.accuracy(state.model, state.tokenizer, dev, ctx.max_length, bs) if dev else None
+    report: dict = {"min_count_setting": step.min_count, "transfer_rows": len(ts.texts)}
+    min_count = step.min_count
+    if min_count == "auto":
+        cap = A.size_cap(len(ts.texts), step.auto_rows_per_count)
+        report["auto"] = {"cap": cap, "tolerance_points": step.auto_tolerance, "trials": []}
+        if dev is None:
+            min_count = 1
+            report["auto"]["why"] = "no task.dev to measure a larger cut-off on: keep every token the transfer set uses"
+        elif cap == 1:
+            min_count = 1
+            report["auto"]["why"] = (f"{len(ts.texts)} transfer rows < 2 x auto_rows_per_count "
+                                     f"({step.auto_rows_per_count}): keep every token the transfer set uses")
+        else:
+            min_count, report["auto"]["trials"] = A.choose_min_count(
+                state.model, state.tokenizer, ts.texts, dev, cap=cap, tolerance=step.auto_tolerance,
+                keep_chars=step.keep_chars, max_length=ctx.max_length, batch_size=bs, base_accuracy=dev_before)
+            report["auto"]["why"] = (f"the largest cut-off <= {cap} within {step.auto_tolerance:g} points of the "
+                                     "untrimmed dev accuracy")
+    before_tok = state.tokenizer
+    model, tok, info = trim_vocab(state.model, state.tokenizer, ts.texts, out, min_count=min_count,
                                   keep_chars=step.keep_chars, check_texts=ctx.texts)
+    info.update(report, min_count=min_count,
+                transfer_token_coverage=round(A.token_coverage(token_counts(before_tok, ts.texts), min_count), 5))
+    if dev:
+        info.update(dev_rows=len(dev[0]), dev_unk_rate_before=round(unk_rate(before_tok, dev[0]), 5),
+                    dev_unk_rate_after=round(unk_rate(tok, dev[0]), 5),
+                    dev_texts_changed=round(A.changed_share(before_tok, tok, dev[0]), 5),
+                    dev_accuracy_before=round(dev_before, 5),
+                    dev_accuracy_after=round(A.accuracy(model, tok, dev, ctx.max_length, bs), 5))
     if step.max_positions is not None:
         from zuoxiao.student.compress.vocab import trim_positions
 
@@ -67,6 +98,17 @@ def _vocab(ctx, state, step, out):
                              f"{ctx.max_length} used for eval/export; raise it to at least {ctx.max_length}")
         info.update(trim_positions(model, step.max_positions))
     return _save(replace(state, model=model, tokenizer=tok), out), info
+
+
+def _dev_rows(ctx, rows: int | None):
+    """(texts, gold) of a seeded sample of task.dev, or None without task.dev."""
+    if ctx.cfg.task.dev is None:
+        return None
+    from zuoxiao.core.datasource import read_labelled
+    from zuoxiao.student.compress.vocab_auto import sample_dev
+
+    data = read_labelled(ctx.cfg.task.dev, ctx.label_names)
+    return sample_dev(data.texts, data.labels, rows, ctx.cfg.seed) if data.texts else None
 
 
 def _structured(ctx, state, step, out):

@@ -22,9 +22,21 @@ from torch import nn
 from zuoxiao.core.errors import InputError
 
 
+def plain_backend(tokenizer):
+    """The tokenizer's `tokenizers` backend without padding and truncation. A saved tokenizer.json may carry
+    both (MiniLM's pads every batch to its longest text): [PAD] would then count as a used token and
+    every text as changed, and tokens past the cut-off would not be counted at all."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
+
+
 def token_counts(tokenizer, texts: list[str]) -> Counter:
     """How often each token id occurs in ``texts`` (no truncation: every token a text can use)."""
-    backend = tokenizer.backend_tokenizer
+    backend = plain_backend(tokenizer)
     counts: Counter = Counter()
     for start in range(0, len(texts), 4096):
         for enc in backend.encode_batch(texts[start : start + 4096], add_special_tokens=False):
@@ -41,7 +53,7 @@ def unk_rate(tokenizer, texts: list[str]) -> float:
     """Fraction of tokens that are [UNK] (how much unseen text degrades after trimming)."""
     unk = tokenizer.unk_token_id
     total = hits = 0
-    for enc in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False):
+    for enc in plain_backend(tokenizer).encode_batch(texts, add_special_tokens=False):
         total += len(enc.ids)
         hits += sum(1 for i in enc.ids if i == unk)
     return hits / total if total else 0.0

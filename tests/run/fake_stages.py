@@ -47,7 +47,8 @@ def fake_finetune(cfg, paths, ctx):
     paths.teacher.mkdir(parents=True, exist_ok=True)
     (paths.teacher / "config.json").write_text(json.dumps({"fake": True, "seed": cfg.seed}))
     _maybe_crash("finetune", 1)  # after writing part of its output, before .done.json
-    return FinetuneResult(teacher_dir=str(paths.teacher), accuracy=0.9)
+    return FinetuneResult(teacher_dir=str(paths.teacher), accuracy=0.9, eval_source="dev", dev_accuracy=0.9,
+                          baseline_dev_accuracy=0.8)
 
 
 def _teacher_logit(text: str) -> float:
@@ -84,7 +85,9 @@ def fake_label(cfg, paths, ctx):
     write_json_atomic(paths.label / "manifest.json", manifest)
     _call(cfg, "label", hits=hits, misses=misses)
     return LabelResult(label_dir=str(paths.label), read=len(out), labeled=len(out), shards=len(shards),
-                       cache_hits=hits, cache_misses=misses, teacher_seconds=0.01 * misses)
+                       cache_hits=hits, cache_misses=misses, teacher_seconds=0.01 * misses, num_classes=2,
+                       mean_entropy_nats=0.5, entropy_fraction=round(0.5 / 0.6931471805599453, 4),
+                       label_distribution={"a": len(out) - len(out) // 2, "b": len(out) // 2})
 
 
 def fake_train(cfg, paths, ctx):
@@ -108,7 +111,8 @@ def fake_train(cfg, paths, ctx):
     (paths.student / "model.bin").write_text(state)
     metrics = {"teacher": {"accuracy": 0.9}, "student": {"accuracy": 0.88}}
     (paths.student / "metrics.json").write_text(json.dumps(metrics))
-    return TrainResult(student_dir=str(paths.student), teacher_accuracy=0.9, student_accuracy=0.88, metrics=metrics)
+    return TrainResult(student_dir=str(paths.student), teacher_accuracy=0.9, student_accuracy=0.88, metrics=metrics,
+                       student_dev_accuracy=0.87, teacher_dev_accuracy=0.91, dev_agreement=0.95)
 
 
 def fake_compress(cfg, paths, ctx):
@@ -119,7 +123,9 @@ def fake_compress(cfg, paths, ctx):
     report = {"final_accuracy": 0.88, "teacher_accuracy": 0.9}
     (paths.compress / "report.json").write_text(json.dumps(report))
     _maybe_crash("compress", 1)
-    return CompressResult(report=str(paths.compress / "report.json"), final_step="01-quantize", **report)
+    steps = [{"name": "student", "kind": "student", "accuracy": 0.89, "bytes": 4_000_000},
+             {"name": "01-quantize", "kind": "quantize", "accuracy": 0.88, "bytes": 1_500_000, "seconds": 0.5}]
+    return CompressResult(report=str(paths.compress / "report.json"), final_step="01-quantize", steps=steps, **report)
 
 
 def fake_ship(cfg, paths, ctx):
@@ -127,7 +133,10 @@ def fake_ship(cfg, paths, ctx):
     retention = 0.88 / 0.9
     need = cfg.ship.gate.min_retention
     passed = need is None or retention >= need
-    gate = {"passed": passed, "retention": round(retention, 5), "size_mb": 1.5, "latency_ms_p50": 2.0}
+    checks = [{"name": "finite_outputs", "value": 0, "limit": 0, "ok": True},
+              {"name": "min_retention", "value": round(retention, 5), "limit": need, "ok": passed}]
+    gate = {"passed": passed, "checks": checks, "retention": round(retention, 5), "size_mb": 1.5,
+            "latency_ms_p50": 2.0}
     result = ShipResult(bundle=str(paths.bundle) if passed else None, passed=passed, accuracy=0.88,
                         teacher_accuracy=0.9, student_accuracy=0.88, retention=gate["retention"], size_mb=1.5,
                         latency_ms_p50=2.0, gate=gate)

@@ -247,6 +247,10 @@ def _evaluate(accelerator, model, evaluate, spec, state, ckpt: Checkpointer, met
     else:
         state["bad_evals"] += 1
     record = {"step": state["step"], **{f"eval_{k}": v for k, v in metrics.items()}}
+    if accelerator.is_main_process:  # on the console as training goes, not only in metrics.jsonl
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        log.info("%s step %d: held-out %s (best %s %.4f at step %s)", spec.desc, state["step"], shown,
+                 spec.metric, state["best"], state["best_step"])
     state["history"].append(record)
     metrics_log.emit(record)
     accelerator.wait_for_everyone()

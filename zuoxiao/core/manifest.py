@@ -38,7 +38,7 @@ class Manifest(BaseModel):
     num_classes: int
     storage: Literal["full", "topk"]
     top_k: int | None = None
-    counts: dict[str, Any]  # read, labeled, rejected, rejected_by_reason, augmented, cache hits/misses ...
+    counts: dict[str, Any]  # read, labeled, rejected, rejected_by_reason, augmented, cache hits/misses, ...
     shards: list[ShardFile]
     rejected_files: list[ShardFile] = Field(default_factory=list)
     data_hash: str | None = None  # sha256 over (file, sha256) of every shard, set by the commit
@@ -48,6 +48,9 @@ class Manifest(BaseModel):
     timings: dict[str, Any] = Field(default_factory=dict)
     config: dict[str, Any] = Field(default_factory=dict)
     cache: dict[str, Any] | None = None
+    # soft-label quality (pipelines/commit.soft_label_stats): mean_entropy_nats, entropy_fraction (of
+    # ln num_classes), label_distribution {label: rows}; empty in manifests written before it existed
+    stats: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -182,12 +182,33 @@ def _run_stages(rc: RunContext, chain: list[str]) -> dict:
                    "inputs changed" if not same else f"outputs damaged ({problem})")
             done, seconds = _execute(rc, stage, fp, label, why, forced)
             action = "ran"
+        headline = _show_headline(rc, stage, label, done)  # right after "done in" / "skipped" / "reused"
         rc.events.emit("stage_" + action, stage=stage, seconds=round(seconds, 3), fingerprint=fp,
-                       output_digest=done["output_digest"], reused_from=done.get("reused_from"))
+                       output_digest=done["output_digest"], reused_from=done.get("reused_from"), headline=headline)
         upstream[stage] = done["output_digest"]
         stages[stage] = {"action": action, "seconds": round(seconds, 3), "fingerprint": fp,
                          "stage_seconds": done.get("seconds"), "peak_rss_mb": done.get("peak_rss_mb"), "done": done}
     return stages
+
+
+def _show_headline(rc: RunContext, stage: str, label: str, done: dict) -> dict | None:
+    """Print the stage's headline numbers (from its recorded result, so skipped and reused stages show
+    theirs too) and return them for events.jsonl. Never fails the run: it only reports."""
+    try:
+        result = RESULT_TYPES[stage].from_json(done.get("result"))
+        headline, text = result.headline(), result.headline_text()
+    except Exception as err:  # noqa: BLE001 - a record we cannot summarise must not stop a finished stage
+        log.warning("%s: no headline (%s: %s)", stage, type(err).__name__, err)
+        return None
+    if text:
+        lines = text.splitlines()
+        if len(lines) == 1:
+            rc.console.print(f"{label}: {text}", markup=False, highlight=False)
+        else:  # compress: one line per step
+            rc.console.print(f"{label}:", markup=False, highlight=False)
+            for line in lines:
+                rc.console.print(f"    {line}", markup=False, highlight=False)
+    return headline
 
 
 def _reuse(rc: RunContext, stage: str, fp: str) -> tuple[dict, float] | None:

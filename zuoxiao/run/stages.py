@@ -37,11 +37,7 @@ class StageContext:
 def _finetune(cfg, paths: StagePaths, ctx: StageContext) -> FinetuneResult:
     from zuoxiao.teacher.finetune import finetune_teacher
 
-    m = finetune_teacher(cfg, paths.teacher)
-    base = m.get("baseline") or {}
-    base = base.get("eval") or base.get("dev") or {}  # the same split as the teacher's headline accuracy
-    return FinetuneResult(teacher_dir=str(paths.teacher), accuracy=m.get("accuracy"), eval_source=m.get("eval_source"),
-                          baseline_accuracy=base.get("accuracy"), metrics=m)
+    return FinetuneResult.from_metrics(paths.teacher, finetune_teacher(cfg, paths.teacher))
 
 
 def _label(cfg, paths: StagePaths, ctx: StageContext) -> LabelResult:
@@ -49,19 +45,11 @@ def _label(cfg, paths: StagePaths, ctx: StageContext) -> LabelResult:
 
     manifest = label_from_config(cfg, paths.label, teacher_path=teacher_path_for_label(cfg, paths),
                                  cache_dir=ctx.cache_dir)
-    counts = manifest.get("counts", {})
-    return LabelResult(label_dir=str(paths.label), read=counts.get("read", 0), labeled=counts.get("labeled", 0),
-                       rejected=counts.get("rejected", 0), rejected_by_reason=counts.get("rejected_by_reason", {}),
-                       shards=len(manifest.get("shards", [])), cache_hits=counts.get("cache_hits"),
-                       cache_misses=counts.get("cache_misses"),
-                       teacher_seconds=(manifest.get("timings") or {}).get("teacher_s"))
+    return LabelResult.from_manifest(paths.label, manifest)
 
 
 def train_result(paths: StagePaths, metrics: dict) -> TrainResult:
-    teacher, student = metrics.get("teacher") or {}, metrics.get("student") or {}
-    return TrainResult(student_dir=str(paths.student), teacher_accuracy=teacher.get("accuracy"),
-                       student_accuracy=student.get("accuracy"), agreement=student.get("agreement"),
-                       metrics=metrics)
+    return TrainResult.from_metrics(paths.student, metrics)
 
 
 def _train(cfg, paths: StagePaths, ctx: StageContext) -> TrainResult:

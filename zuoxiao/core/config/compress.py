@@ -26,7 +26,21 @@ class VocabTrim(StrictModel):
     """Keep only the tokens the transfer set uses (plus special tokens); remap embeddings + tokenizer."""
 
     kind: Literal["vocab_trim"]
-    min_count: int = Field(1, ge=1, description="keep a token seen at least this many times in the shards")
+    min_count: int | Literal["auto"] = Field(
+        "auto", description="keep a token seen at least this many times in the shards; auto = the largest of "
+        "1, 2, 3, 4, 6, 8, 12, 16 (at most transfer rows / auto_rows_per_count) whose dev accuracy stays within "
+        "auto_tolerance of the untrimmed student's; 1 without task.dev (exact on the transfer set)"
+    )
+    auto_rows_per_count: int = Field(
+        2000, ge=1, description="auto: a cut-off of n needs at least n times this many transfer rows, so a small "
+        "transfer set keeps its rare words"
+    )
+    auto_tolerance: float = Field(0.5, ge=0, description="auto: accuracy points on task.dev the trim may cost")
+    dev_rows: int | None = Field(
+        2000, ge=1, description="task.dev rows (seeded sample) measured before/after the trim and per auto "
+        "candidate; null = all"
+    )
+    warn_points: float = Field(1.0, ge=0, description="warn when the trim costs more than this many accuracy points")
     keep_chars: bool = Field(
         True, description="also keep every single-character ASCII token (and its ## form), so unseen words "
         "split into characters instead of becoming [UNK]"
@@ -36,6 +50,15 @@ class VocabTrim(StrictModel):
         None, ge=8, description="also keep only this many position embeddings (>= the max_length used for "
         "eval/export); null = keep all"
     )
+
+
+    @field_validator("min_count")
+    @classmethod
+    def _positive(cls, v):
+        if v != "auto" and v < 1:
+            raise ValueError(f"min_count={v}: give an integer >= 1 (1 keeps every token the transfer set uses) "
+                             "or 'auto'")
+        return v
 
 
 class PruneHeads(StrictModel):
