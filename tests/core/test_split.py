@@ -66,6 +66,8 @@ def test_split_of_a_class_sorted_csv_is_stratified_and_fills_the_unset_sources(t
     ids = [r["id"] for p in rows.values() for r in p]
     assert len(ids) == len(set(ids)) == 141  # every row once, none in two parts
     assert all(s.format == "jsonl" and s.id_column == "id" for s in parts.values())
+    train = read_labelled(parts["train"])  # what fine-tuning and evaluation read
+    assert len(train.texts) == 113 and read_labelled(parts["dev"], train.label_names).label_names == [*CLASSES, "rare"]
     report = json.loads((Path(job["dir"]) / "split.json").read_text())
     assert report["settings"] == {"dev": 0.1, "test": 0.1, "seed": 0} and report["fingerprint"] == job["fingerprint"]
     assert report["source"]["files"][0][0] == "all.csv"
