@@ -137,7 +137,7 @@ def _dispatch(args) -> int:
     if args.command == "validate":
         import yaml
 
-        cfg = _load(args)
+        cfg = _load(args, prepare=args.data)  # the config alone; --data: the split / sampled parts too
         if args.data:
             from zuoxiao.core.datacheck import check_data
 

@@ -122,14 +122,21 @@ def test_fractions_are_respected_per_class_within_rounding(tmp_path):
     assert split_counts(2, 0.1, 0.0) == (1, 0) and split_counts(10, 0.0, 0.0) == (0, 0)
 
 
-def test_duplicate_texts_stay_in_one_part(tmp_path):
+def test_duplicate_texts_stay_in_one_part_and_bad_rows_follow_the_shared_row_policy(tmp_path):
     path = tmp_path / "d.jsonl"
-    path.write_text("".join(json.dumps({"text": f"t{i % 10}", "label": "x" if i % 10 < 5 else "y"}) + "\n"
-                            for i in range(60)))
-    cfg, _ = prepare_data(parse_config(_cfg(tmp_path, {"source": {"path": str(path)}, "dev": 0.2, "test": 0.2})))
+    lines = [json.dumps({"id": i, "text": f"t{i % 10}", "label": "x" if i % 10 < 5 else "y"}) for i in range(60)]
+    lines += ['{"id": 60, "text": broken', json.dumps({"id": 3, "text": "again", "label": "x"}),
+              json.dumps({"id": 61, "text": " ", "label": "x"})]
+    path.write_text("\n".join(lines) + "\n")
+    cfg, info = prepare_data(parse_config(_cfg(tmp_path, {"source": {"path": str(path), "id_column": "id"},
+                                                          "dev": 0.2, "test": 0.2})))
     texts = {p: {r["text"] for r in _jsonl(s)} for p, s in
              (("train", cfg.label.input), ("dev", cfg.task.dev), ("test", cfg.task.eval))}
     assert not (texts["train"] & texts["dev"]) and not (texts["train"] & texts["test"]) and not (texts["dev"] & texts["test"])
+    assert sum(p["rows"] for p in info["jobs"][0]["parts"].values()) == 60
+    skipped = info["jobs"][0]["skipped"]
+    assert skipped["counts"] == {"duplicate_id": 1, "empty_text": 1, "malformed_row": 1}
+    assert skipped["where"]["malformed_row"] == ["d.jsonl line 61"]
 
 
 def test_sample_is_stratified_on_a_sorted_file_and_limit_stays_first_n(tmp_path):

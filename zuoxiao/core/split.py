@@ -28,6 +28,7 @@ from zuoxiao.core.config import Config, DataSource, parse_config
 from zuoxiao.core.datasource import detect_format, iter_rows, resolve_files
 from zuoxiao.core.errors import InputError
 from zuoxiao.core.fingerprint import data_fingerprint, digest
+from zuoxiao.core.rowpolicy import UNPARSABLE, Dedup, Skips, refuse_unparsable, row_key, row_text
 from zuoxiao.core.rows import normalize_label
 from zuoxiao.core.shards import sha256_file
 
@@ -140,30 +141,34 @@ def _build(root: Path, target: Path, key: str, kind: str, source: DataSource, se
 
 
 def _read(source: DataSource, key: str) -> tuple[list[tuple], dict]:
-    """Usable rows as (normalised label or None, text, id or None) and {reason: rows left out}."""
+    """Usable rows as (normalised label or None, text, id or None), and the rows left out: the row policy
+    every stage shares (zuoxiao/core/rowpolicy.py: same reasons, repeated ids dropped, first one wins)."""
     labelled = source.label_column is not None
-    rows, skipped = [], Counter()
+    rows, skips, dedup = [], Skips(), Dedup()
     for path in resolve_files(source):
         columns: set[str] = set()
+        read, bad, first_bad = 0, 0, ""
         for r in iter_rows(path, detect_format(path, source.format)):
-            if r["error"]:
-                skipped[r["error"]] += 1
-                continue
-            row = r["row"]
+            read, place = read + 1, f"{path.name} line {r['line']}"
+            text, reason = row_text(r, source.text_column)
+            row = r["row"] if not r["error"] else {}
             columns.update(row)
-            text = row.get(source.text_column)
             label = normalize_label(row.get(source.label_column)) if labelled else None
-            if not isinstance(text, str) or not text.strip():
-                skipped["empty_text"] += 1
-            elif labelled and label is None:
-                skipped["missing_label"] += 1
-            elif not _is_utf8(text):
-                skipped["undecodable_bytes"] += 1
-            else:
-                rid = row.get(source.id_column) if source.id_column else None
-                rows.append((label, text, rid if isinstance(rid, (str, int, float)) or rid is None else str(rid)))
-                if source.limit and len(rows) >= source.limit:  # limit: the first N usable rows, as everywhere
-                    break
+            if reason is None and labelled and label is None:
+                reason = "missing_label"
+            if reason is None:
+                rid = row_key(row, text, source.id_column)
+                reason = "missing_id" if rid is None else dedup.check(rid, label, place)[0]
+            if reason is not None:
+                skips.add(reason, place)
+                bad += reason in UNPARSABLE
+                first_bad = first_bad or r["detail"]
+                continue
+            rid = row.get(source.id_column) if source.id_column else None
+            rows.append((label, text, rid if isinstance(rid, (str, int, float)) or rid is None else str(rid)))
+            if source.limit and len(rows) >= source.limit:  # limit: the first N usable rows, as everywhere
+                break
+        refuse_unparsable(path, bad, read, first_bad)
         for col in (source.text_column, source.label_column):
             if col and columns and col not in columns:
                 raise InputError(f"{key}: {path} has no column {col!r}; its columns are {sorted(columns)}; set "
@@ -171,16 +176,8 @@ def _read(source: DataSource, key: str) -> tuple[list[tuple], dict]:
         if source.limit and len(rows) >= source.limit:
             break
     if not rows:
-        raise InputError(f"{key}: no usable rows in {source.paths} (left out: {dict(skipped) or 'none'})")
-    return rows, dict(sorted(skipped.items()))
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")  # lone surrogates: bytes a CSV/TSV reader could not decode
-        return True
-    except UnicodeEncodeError:
-        return False
+        raise InputError(f"{key}: no usable rows in {source.paths} (left out: {skips.summary() or 'none'})")
+    return rows, {"counts": dict(sorted(skips.counts.items())), "where": skips.where}
 
 
 def _key(seed: int, label: str | None, text: str) -> str:
@@ -295,8 +292,8 @@ def record_prepared(info: dict, run_data: Path, say, emit) -> None:
         for part, p in job["parts"].items():
             say(f"data: {job['key']} {part}: {p['rows']} rows, {len(p['classes'])} classes -> "
                 f"{Path(job['dir']) / p['file']}")
-        if job["skipped"]:
-            say(f"data: {job['key']}: rows left out: {job['skipped']}")
+        if job["skipped"]["counts"]:
+            say(f"data: {job['key']}: rows left out (the shared row policy, docs/data.md): {job['skipped']['counts']}")
         for c, why in job["not_stratified"].items():
             say(f"data: {job['key']}: class {c!r}: {why}")
     emit("data_prepared", jobs=[{k: job[k] for k in ("key", "kind", "dir", "fingerprint", "settings", "skipped",
