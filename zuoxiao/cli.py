@@ -100,10 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args):
+def _load(args, prepare: bool = True):
+    """The config, with task.split / sample sources replaced by their written parts (zuoxiao.core.split), so a
+    stand-alone stage reads the same rows as `zuoxiao run` (which prepares them itself: prepare=False)."""
     from zuoxiao.core.config import load_config
+    from zuoxiao.core.split import prepare_data
 
-    return load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides)
+    return prepare_data(cfg)[0] if prepare else cfg
 
 
 def _print_json(obj) -> None:
@@ -141,7 +145,7 @@ def _dispatch(args) -> int:
     if args.command == "validate":
         import yaml
 
-        cfg = _load(args)
+        cfg = _load(args, prepare=args.data)  # the config alone; --data: the split / sampled parts too
         if args.data:
             from zuoxiao.core.datacheck import check_data
 
@@ -208,7 +212,7 @@ def _dispatch(args) -> int:
     if args.command == "run":
         from zuoxiao.run.runner import run_job
 
-        cfg = _load(args)
+        cfg = _load(args, prepare=False)
         summary = run_job(cfg, force=args.force)
         return summary.get("exit_code", EXIT_OK)
     if args.command == "predict":

@@ -367,8 +367,15 @@ def read_labelled(source: DataSource, label_names: list[str] | None = None) -> L
     index = label_index(names)
     unknown = sorted(set(raw_labels) - set(index))
     if unknown:
+        if source.limit:  # the usual cause on a file sorted by class (issue 13)
+            why = (f"; this source has limit: {source.limit}, which keeps the first {source.limit} rows in file "
+                   f"order (on a file sorted by class, only the first classes): for a representative subset set "
+                   f"sample: {source.limit} instead, a stratified sample that keeps every class")
+        else:
+            why = ("; if label_names came from another source read with limit (it keeps the first N rows in file "
+                   "order, so a file sorted by class loses classes), use sample: N there, a stratified sample")
         raise InputError(
             f"labels {unknown[:5]} in {source.paths} are not in label_names {names}; "
-            "fix task.label_names or the data"
+            "fix task.label_names or the data" + why
         )
     return LabelledData(texts, [index[x] for x in raw_labels], names, dict(skips.counts), dict(skips.where))

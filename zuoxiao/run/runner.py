@@ -30,6 +30,7 @@ from zuoxiao.core.lock import RunLock
 from zuoxiao.core.paths import StagePaths
 from zuoxiao.core.results import RESULT_TYPES, ShipResult, StageResult
 from zuoxiao.core.shards import write_json_atomic
+from zuoxiao.core.split import prepare_data, record_prepared
 from zuoxiao.run import history as H
 from zuoxiao.run.page import write_report_html
 from zuoxiao.run.report import EventLog, collect_metrics, print_summary
@@ -80,6 +81,7 @@ def run_job(cfg, force=(), stage_fns: dict | None = None, console=None) -> dict:
     """Run (or resume) the job; returns the summary dict with "exit_code" (0 ok, 3 gate failed)."""
     from rich.console import Console
 
+    cfg, data = prepare_data(cfg)  # task.split / sample: -> plain files every stage reads (and fingerprints)
     chain = active_stages(cfg)
     force = list(force or [])
     unknown = [f for f in force if f not in STAGES and f != "all"]
@@ -105,6 +107,7 @@ def run_job(cfg, force=(), stage_fns: dict | None = None, console=None) -> dict:
         rc.console.print(f"run dir: {paths.root}   stages: {' -> '.join(chain)}")
         rc.events.emit("run_start", resumed=resumed, attempt=state["attempts"], stages=chain, force=rc.force,
                        pid=os.getpid())
+        record_prepared(data, paths.root / "data", rc.console.print, rc.events.emit)
         try:
             check_before_run(cfg, rc.console, rc.events.emit)  # data problems stop the run before any compute
             stages = _run_stages(rc, chain)

@@ -15,7 +15,14 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from zuoxiao.core.config.base import EMBEDDED_TEACHER, DataSource, StrictModel, TaskConfig, TeacherSpec
+from zuoxiao.core.config.base import (
+    EMBEDDED_TEACHER,
+    DataSource,
+    SplitConfig,
+    StrictModel,
+    TaskConfig,
+    TeacherSpec,
+)
 from zuoxiao.core.config.compress import CompressConfig
 from zuoxiao.core.config.label import AugmentConfig, BeamConfig, LabelConfig
 from zuoxiao.core.config.run import RunConfig
@@ -25,7 +32,7 @@ from zuoxiao.core.errors import ConfigError
 
 __all__ = [
     "EMBEDDED_TEACHER", "AugmentConfig", "BeamConfig", "CompressConfig", "Config", "DataSource",
-    "FinetuneConfig", "GateConfig", "LabelConfig", "RunConfig", "ShipConfig", "TaskConfig", "TeacherSpec",
+    "FinetuneConfig", "GateConfig", "LabelConfig", "RunConfig", "ShipConfig", "SplitConfig", "TaskConfig", "TeacherSpec",
     "TrainConfig", "load_config", "parse_config", "save_resolved",
 ]
 
@@ -45,8 +52,15 @@ class Config(StrictModel):
 
     @model_validator(mode="after")
     def _cross_stage(self):
-        if self.label.input is None and self.finetune is None:
-            raise ValueError("label.input is missing: give the task rows to label, e.g. label.input.path=data/*.jsonl")
+        split = self.task.split
+        if split is not None:
+            _check_split(self)
+        elif self.label.input is None and self.finetune is None:
+            raise ValueError("label.input is missing: give the task rows to label, e.g. label.input.path=data/*.jsonl "
+                             "(or set task.split to carve train/dev/test parts out of one labelled file)")
+        elif self.finetune is not None and self.finetune.data is None:
+            raise ValueError("finetune.data is missing: give gold-labelled rows, e.g. finetune.data.path=data/gold.jsonl "
+                             "(or set task.split, whose train part then fills it)")
         if self.label.teacher.kind == "causal_lm":  # (teacher/llm_teacher.py)
             if self.finetune is not None:
                 raise ValueError("label.teacher.kind=causal_lm but finetune is set, and the label stage labels with the "
@@ -56,6 +70,22 @@ class Config(StrictModel):
                 raise ValueError("train.student.kind=from_teacher copies encoder layers, which a causal LM teacher has "
                                  "not: use kind: pretrained (e.g. path: embedded:all-MiniLM-L6-v2) or kind: config")
         return self
+
+
+def _check_split(cfg: Config) -> None:
+    """task.split fills only what the config leaves unset; an explicit source where a part would go is a conflict."""
+    split = cfg.task.split
+    if cfg.task.dev is not None and split.dev > 0:
+        raise ValueError(f"task.dev and task.split.dev={split.dev} are both set: the split's dev part would replace "
+                         "task.dev; remove task.dev, or set task.split.dev: 0 to keep it")
+    if cfg.task.eval is not None and split.test > 0:
+        raise ValueError(f"task.eval and task.split.test={split.test} are both set: the split's test part would replace "
+                         "task.eval; remove task.eval, or set task.split.test: 0 to keep it")
+    if cfg.label.input is not None and (cfg.finetune is None or cfg.finetune.data is not None):
+        both = "finetune.data and label.input are" if cfg.finetune is not None else "label.input is"
+        raise ValueError(f"task.split and {both} set, so the split's train part would be used nowhere; remove "
+                         f"{'one of them' if cfg.finetune is not None else 'label.input'} (the split fills it) or "
+                         "remove task.split")
 
 
 def _suggest(model: type, loc: tuple) -> str:

@@ -27,7 +27,18 @@ class DataSource(StrictModel):
     text_column: str = "text"
     label_column: str | None = Field("label", description="gold label column; null if unlabelled")
     id_column: str | None = Field(None, description="stable row id column; null = hash of the text")
-    limit: int | None = Field(None, ge=1, description="read at most this many rows (benchmarks, smoke runs)")
+    limit: int | None = Field(
+        None, ge=1, description="read only the first N rows in file order (smoke runs, benchmarks); on a file "
+        "sorted by class that misses classes: for a representative subset use sample"
+    )
+    sample: int | None = Field(
+        None, ge=1, description="a seeded random sample of N rows, stratified by label when label_column is set "
+        "(every class keeps a share), uniform otherwise; written once under <output_dir>/data/ (see docs/data.md)"
+    )
+    sample_seed: int = Field(
+        0, description="seed of the sample draw; its own key (not the top-level seed), so a seed sweep over "
+        "training keeps the same rows"
+    )
 
     @property
     def paths(self) -> list[str]:
@@ -39,6 +50,13 @@ class DataSource(StrictModel):
         if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not v):
             raise ValueError("path is empty; give a file, directory or glob such as data/*.parquet")
         return v
+
+    @model_validator(mode="after")
+    def _limit_or_sample(self):
+        if self.limit is not None and self.sample is not None:
+            raise ValueError(f"limit={self.limit} and sample={self.sample} are both set; limit keeps the first N "
+                             "rows in file order, sample draws a stratified random N: keep one of them")
+        return self
 
 
 class MemberSpec(StrictModel):
@@ -175,6 +193,29 @@ class TeacherSpec(StrictModel):
         return self
 
 
+class SplitConfig(StrictModel):
+    """Carve dev and test parts out of one labelled source, stratified by label, seeded (zuoxiao/core/split.py).
+
+    The parts fill the sources the config leaves unset: train -> finetune.data (when finetune is set) and
+    label.input, dev -> task.dev, test -> task.eval.
+    """
+
+    source: DataSource = Field(description="one gold-labelled source (label_column set) to split")
+    dev: float = Field(0.1, ge=0, lt=1, description="share of each class held out as task.dev (0 = no dev part)")
+    test: float = Field(0.1, ge=0, lt=1, description="share of each class held out as task.eval (0 = no test part)")
+    seed: int = Field(0, description="seed of the split; the same file and settings give byte-identical parts")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.source.label_column is None:
+            raise ValueError("task.split.source has label_column: null; a stratified split needs gold labels: set "
+                             "task.split.source.label_column to the label column")
+        if self.dev + self.test >= 1:
+            raise ValueError(f"task.split.dev={self.dev} + task.split.test={self.test} = {self.dev + self.test:g} "
+                             "leaves no rows to train on; keep their sum below 1 (e.g. dev: 0.1, test: 0.1)")
+        return self
+
+
 class TaskConfig(StrictModel):
     """What the task is: its name, label names, and the gold held-out set used to measure every model."""
 
@@ -187,6 +228,10 @@ class TaskConfig(StrictModel):
         None,
         description="gold-labelled set for model selection (eval during training, early stopping, best "
         "checkpoint); null = selection uses task.eval, which then reads optimistic",
+    )
+    split: SplitConfig | None = Field(
+        None, description="{source, dev, test, seed}: dev and test parts carved from one labelled source, "
+        "stratified by label; they fill task.dev, task.eval, finetune.data and label.input where unset",
     )
 
     @field_validator("label_names")

@@ -78,7 +78,7 @@ class FinetuneLoraConfig(StrictModel):
 class FinetuneConfig(StrictModel):
     """Fine-tune a backbone on gold labels so it can serve as the task teacher."""
 
-    data: DataSource
+    data: DataSource | None = Field(None, description="gold-labelled rows; null only with task.split (its train part)")
     teacher: TeacherSpec = Field(default_factory=TeacherSpec)
     optim: FinetuneOptimConfig = Field(default_factory=FinetuneOptimConfig)
     min_steps: int = Field(300, ge=0, description="epochs: auto trains at least this many optimizer steps")
