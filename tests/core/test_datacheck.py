@@ -155,3 +155,23 @@ def test_label_input_conflicts_are_duplicate_ids_as_in_the_label_stage(tmp_path)
     report = check_data(cfg)
     assert report.sources["label.input"]["skipped"] == {"duplicate_id": 1}
     assert report.ok and not any("different gold label" in w for w in report.warnings)
+
+
+def test_a_class_too_small_to_hold_out_is_a_warning_not_an_error(tmp_path):
+    """task.split keeps a 1-row class in train; the check must not then stop every run of a long-tailed task,
+    while a class with enough rows that is missing from dev stays an error."""
+    d = tmp_path / "data"
+    d.mkdir()
+    rows = [f"text {i} of a,a" for i in range(20)] + [f"text {i} of b,b" for i in range(20)] + ["lonely text,c"]
+    (d / "all.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    raw = {"output_dir": str(tmp_path / "out"),
+           "task": {"name": "t", "label_names": ["a", "b", "c"],
+                    "split": {"source": {"path": str(d / "all.csv")}, "dev": 0.2, "test": 0.2}},
+           "label": {"teacher": {"path": str(tmp_path / "no-model")}}}
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(raw))
+    from zuoxiao.core.split import prepare_data
+
+    cfg, _ = prepare_data(load_config(tmp_path / "job.yaml"))
+    report = check_data(cfg)
+    assert report.errors == []
+    assert any("['c']" in w and "fewer than 3" in w for w in report.warnings)

@@ -254,11 +254,18 @@ def check_data(cfg) -> DataReport:
         if universe is None or s is None or s.fatal or not s.usable:
             continue
         missing = sorted(universe - set(s.labels))
-        if missing:
-            msg = (f"{name}: {len(missing)} of {len(universe)} classes of {where} have no row: {missing[:10]}"
-                   + (" ..." if len(missing) > 10 else "") + "; the model is never measured (or trained) on them: "
-                   "add rows of these classes, or split the labelled data stratified by class")
-            (errors if strict and name in TEST_SIDE else warnings).append(msg)
+        # A class with under 3 labelled rows in all sources cannot give one to train, dev and test (task.split
+        # keeps it in train): a warning, not an error that would stop every run of a long-tailed task.
+        distinct = {tuple(x.paths): x for x in scans.values()}.values()  # a file read as two sources counts once
+        tiny = [c for c in missing if sum(x.labels.get(c, 0) for x in distinct) < 3]
+        for group, fatal in ((sorted(set(missing) - set(tiny)), True), (tiny, False)):
+            if not group:
+                continue
+            msg = (f"{name}: {len(group)} of {len(universe)} classes of {where} have no row: {group[:10]}"
+                   + (" ..." if len(group) > 10 else "") + "; the model is never measured (or trained) on them: "
+                   + ("add rows of these classes, or split the labelled data stratified by class" if fatal else
+                      "they have fewer than 3 gold rows in all the data, too few to hold one out; add rows"))
+            (errors if fatal and strict and name in TEST_SIDE else warnings).append(msg)
         extra = sorted(set(s.labels) - universe) if not strict and name in TEST_SIDE else []
         if extra and "finetune.data" in scans:  # finetune reads dev/eval with finetune.data's label map
             errors.append(f"{name}: labels {extra[:SHOWN]} do not occur in finetune.data, whose labels are the "
