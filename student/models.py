@@ -30,7 +30,7 @@ def _encoder_layers(model):
         if isinstance(obj, torch.nn.ModuleList):
             return obj
     raise ConfigError(
-        f"zuoxiao.student.kind=from_teacher cannot find the encoder layers of a {type(model).__name__}; "
+        f"train.student.kind=from_teacher cannot find the encoder layers of a {type(model).__name__}; "
         "use student.kind=pretrained or config"
     )
 

@@ -143,17 +143,17 @@ class StudentConfig(StrictModel):
     @model_validator(mode="after")
     def _check(self):
         if self.kind == "pretrained" and not self.path:
-            raise ValueError("zuoxiao.student.kind=pretrained needs zuoxiao.student.path (a local HF checkpoint directory)")
+            raise ValueError("train.student.kind=pretrained needs train.student.path (a local HF checkpoint directory)")
         if self.kind == "config" and self.hidden_size % self.num_heads:
             raise ValueError(
-                f"zuoxiao.student.hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}"
+                f"train.student.hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}"
             )
         if self.kind == "from_teacher":
             if not self.layers:
-                raise ValueError("zuoxiao.student.kind=from_teacher needs zuoxiao.student.layers, e.g. [0, 5]")
+                raise ValueError("train.student.kind=from_teacher needs train.student.layers, e.g. [0, 5]")
             if len(set(self.layers)) != len(self.layers) or min(self.layers) < 0:
                 raise ValueError(
-                    f"zuoxiao.student.layers={self.layers} must be distinct non-negative zuoxiao.teacher layer indices"
+                    f"train.student.layers={self.layers} must be distinct non-negative teacher layer indices"
                 )
         return self
 
