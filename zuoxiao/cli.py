@@ -3,7 +3,8 @@
     zuoxiao validate configs/demo.yaml
     zuoxiao label configs/demo.yaml --set label.batch_size=64 -- --runner=DirectRunner
     zuoxiao finetune-teacher | label | train | compress | ship | run CONFIG
-    zuoxiao predict BUNDLE_DIR "some text" ...
+    zuoxiao export CONFIG [--run RUN_ID|latest|PATH] [--no-gate]   (= ship; --no-gate is recorded in the card)
+    zuoxiao predict BUNDLE|RUN_DIR|OUTPUT_DIR "some text" ... [--top-k 5] [--format json|text]
     zuoxiao serve-page BUNDLE_DIR [--port 8000]
     zuoxiao --quiet | --log-json COMMAND ...   (before the command; progress bars only on a terminal)
     zuoxiao demo
