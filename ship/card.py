@@ -99,16 +99,15 @@ def gate_card_section(gate: dict) -> str:
     flags = " ".join(f"`{f}`" for f in override["flags"])
     head = ("**Published although the quality gate as configured FAILED.**" if not conf["passed"] else
             "The quality gate as configured PASSED; the export changed it too.")
-    kept = ("not applied: the export published regardless of the verdict" if override["publish_anyway"]
-            else "the gate with the export's changes")
+    anyway = " (publish whatever the verdict)" if override["publish_anyway"] else ""
+    changed = any(f.startswith("--set") for f in override["flags"])
+    applied_part = f"\n\nGate with the export's `--set` changes: {applied}" if changed else ""
     return f"""{head}
 
 Gate as configured (the config file's `ship.gate`), measured on this bundle: {'PASSED' if conf['passed'] else 'FAILED'}
 {_check_lines(conf.get('checks', []))}
 
-Override: {flags}, by {override['by']} at {override['at']}.
-
-Gate the export applied ({kept}): {applied}"""
+Override: {flags}{anyway}, by {override['by']} at {override['at']}.{applied_part}"""
 
 
 def _fmt(x, digits: int = 2) -> str:

@@ -61,7 +61,9 @@ def resolve_bundle(arg: str | Path) -> tuple[Path, str | None]:
     if (p / "config.json").is_file():
         return p, None
     if p.is_dir():
-        for cand in (p / "bundle", *([latest_run_dir(p) / "bundle"] if latest_run_dir(p) else [])):
+        latest = latest_run_dir(p) if is_output_dir(p) else None
+        # an output dir means its latest bundle (a stand-alone export's <out>/bundle only when no run passed)
+        for cand in ([latest / "bundle"] if latest else []) + [p / "bundle"]:
             if (cand / "config.json").is_file():
                 return cand, f"using the bundle {cand}"
         if is_output_dir(p):
