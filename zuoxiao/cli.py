@@ -236,10 +236,10 @@ def _export(args) -> int:
 
     cfg = _load(args)
     out = Path(cfg.output_dir)
-    source, note = compress_source(out, args.run)
-    if note:
-        print(f"zuoxiao: {note}; the bundle goes to {out / 'bundle'}", file=sys.stderr)
-    with _stage_lock(cfg, args):
+    with _stage_lock(cfg, args):  # first: a run writing this output dir must finish before we pick its output
+        source, note = compress_source(out, args.run)
+        if note:
+            print(f"zuoxiao: {note}; the bundle goes to {out / 'bundle'}", file=sys.stderr)
         _print_json(ship(ShipView.of(cfg), ExportPaths(out, source=source), _gate_override(args)).to_json())
     return EXIT_OK
 
