@@ -17,9 +17,7 @@ def model_card(report: dict, shipped: dict, ctx) -> str:
     worst = (shipped.get("disagreement_by_class") or [])[:3]
     weak = "\n".join(f"- teacher says **{w['class']}** ({w['teacher_rows']} rows): the bundle disagrees on "
                      f"{w['disagreement']:.1%} of them" for w in worst) or "- (no teacher predictions available)"
-    gate = shipped.get("gate") or {}
-    gate_lines = "\n".join(f"- {c['name']}: {c['detail']} (limit {c['limit']}) — {'ok' if c['ok'] else 'FAILED'}"
-                           for c in gate.get("checks", [])) or "- no bounds configured"
+    gate_section = gate_card_section(shipped.get("gate") or {})
     int8 = shipped["runtime"] == "onnx-int8"
     t_acc = f"{t['accuracy']:.4f}" if t.get("accuracy") is not None else "unknown"
     return f"""# {report['task']} classifier (zuoxiao bundle)
@@ -69,8 +67,7 @@ Vocabulary: if the vocabulary was trimmed to the transfer set, words never seen 
 or become [UNK]; out-of-domain text degrades first.
 
 ## Quality gate
-{'PASSED' if gate.get('passed') else 'FAILED'}
-{gate_lines}
+{gate_section}
 
 ## Files
 model.onnx, tokenizer.json (+ tokenizer_config.json, vocab.txt), config.json (label names in id2label;
@@ -78,6 +75,39 @@ model.onnx, tokenizer.json (+ tokenizer_config.json, vocab.txt), config.json (la
 required_operators.config (phones), web/ (browser page), SHA256SUMS over all of them, subfolders included
 (`sha256sum -c SHA256SUMS`).
 """
+
+
+def _check_lines(checks: list[dict]) -> str:
+    return "\n".join(f"- {c['name']}: {c['detail']} (limit {c['limit']}) — {'ok' if c['ok'] else 'FAILED'}"
+                     for c in checks)
+
+
+def _bounds_note(gate: dict) -> str:
+    if any(c["name"] != "finite_outputs" for c in gate.get("checks", [])):
+        return ""
+    return "\n(no bounds configured in ship.gate: only finite outputs were checked)"
+
+
+def gate_card_section(gate: dict) -> str:
+    """The card's gate verdict. An export that overrode the gate says so first, with the gate as configured
+    (verdict and checks as measured) and who overrode it, when, with which flags: never a bare PASSED."""
+    override = gate.get("override")
+    applied = f"{'PASSED' if gate.get('passed') else 'FAILED'}\n{_check_lines(gate.get('checks', []))}{_bounds_note(gate)}"
+    if not override:
+        return applied
+    conf = override["configured_gate"]
+    flags = " ".join(f"`{f}`" for f in override["flags"])
+    head = ("**Published although the quality gate as configured FAILED.**" if not conf["passed"] else
+            "The quality gate as configured PASSED; the export changed it too.")
+    anyway = " (publish whatever the verdict)" if override["publish_anyway"] else ""
+    changed = any(f.startswith("--set") for f in override["flags"])
+    applied_part = f"\n\nGate with the export's `--set` changes: {applied}" if changed else ""
+    return f"""{head}
+
+Gate as configured (the config file's `ship.gate`), measured on this bundle: {'PASSED' if conf['passed'] else 'FAILED'}
+{_check_lines(conf.get('checks', []))}
+
+Override: {flags}{anyway}, by {override['by']} at {override['at']}.{applied_part}"""
 
 
 def _fmt(x, digits: int = 2) -> str:

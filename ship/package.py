@@ -98,10 +98,13 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
     from zuoxiao.ship.gate import check_gate
 
     shipped["gate"] = check_gate(ctx.cfg.ship.gate, report, shipped)
+    override = getattr(ctx, "override", None)
+    if override is not None:  # the gate the config file sets, measured on the same bundle, beside the override
+        shipped["gate"]["override"] = override.record(check_gate(override.configured, report, shipped))
     student_rec = report["steps"][0]
     write_json_atomic(staging / "metrics.json", {
         "task": report["task"], "label_names": report["label_names"], "bundle": shipped,
-        "gate": shipped["gate"],
+        "gate": shipped["gate"], "gate_override": shipped["gate"].get("override"),
         "baseline": report.get("baseline"), "teacher": report.get("teacher"), "student": student_rec,
         "steps": [{k: r.get(k) for k in ("name", "accuracy", "macro_f1", "agreement", "params", "bytes",
                                           "latency_ms", "runtime")} for r in report["steps"]],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import torch
 
 from zuoxiao.core.config.base import EMBEDDED_LLM, EMBEDDED_TEACHER
 from zuoxiao.core.errors import InputError
+
+log = logging.getLogger(__name__)
 
 #: Seed for freshly initialised classification heads: the same un-finetuned teacher in every worker.
 HEAD_INIT_SEED = 0
@@ -105,11 +108,19 @@ def load_classifier(
                 f"could not load weights from {resolved!r}: {err}. zuoxiao loads safetensors only; "
                 "convert .bin weights with save_pretrained(safe_serialization=True)"
             ) from None
+    fresh = set(info.get("missing_keys") or ()) | {_key(k) for k in info.get("mismatched_keys") or ()}
     if new_params is not None:
-        fresh = set(info.get("missing_keys") or ()) | {_key(k) for k in info.get("mismatched_keys") or ()}
         new_params.update(n for n, _ in model.named_parameters() if n in fresh)
+    if label_names is not None and fresh and all(_is_head(k) for k in fresh):
+        # Ours instead of transformers' MISSING/MISMATCH load report (the CLI filters that exact report).
+        log.info("new classification head for %d labels on %s, as intended", len(label_names), path)
     model.eval()
     return model
+
+
+def _is_head(key: str) -> bool:
+    """A sequence-classification head's weight (BERT classifier.*, DistilBERT pre_classifier.*, LM score.*)."""
+    return key.split(".")[0] in ("classifier", "score", "pre_classifier") and key.count(".") == 1
 
 
 def _key(mismatch) -> str:

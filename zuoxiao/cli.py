@@ -3,7 +3,8 @@
     zuoxiao validate configs/demo.yaml [--data [--json]]
     zuoxiao label configs/demo.yaml --set label.batch_size=64 -- --runner=DirectRunner
     zuoxiao finetune-teacher | label | train | compress | ship | run CONFIG
-    zuoxiao predict BUNDLE_DIR "some text" ...
+    zuoxiao export CONFIG [--run RUN_ID|latest|PATH] [--no-gate]   (= ship; --no-gate is recorded in the card)
+    zuoxiao predict BUNDLE|RUN_DIR|OUTPUT_DIR "some text" ... [--top-k 5] [--format json|text]
     zuoxiao serve-page BUNDLE_DIR [--port 8000]
     zuoxiao --quiet | --log-json COMMAND ...   (before the command; progress bars only on a terminal)
     zuoxiao demo
@@ -31,6 +32,18 @@ from zuoxiao.core.errors import (
     ZuoxiaoError,
     user_error,
 )
+
+TOP_K = 5  # `predict` default: a 77-class task's full distribution per text buries the answer
+
+
+def _at_least_one(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number; give e.g. --top-k 3") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is less than 1; give the number of labels to show, e.g. --top-k 3")
+    return n
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -78,14 +91,26 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help="build the app-team bundle from the compressed model, behind the gate"
                            + (" (same as ship)" if name == "export" else ""))
         _config_args(p)
+        p.add_argument("--run", metavar="RUN_ID|latest|PATH",
+                       help="package the compress output of this run of `zuoxiao run` (default: <output_dir>/compress "
+                            "if `zuoxiao compress` wrote one, else the newest run that has one)")
+        p.add_argument("--no-gate", action="store_true",
+                       help="publish even when the quality gate fails (never with NaN/inf outputs); the model card "
+                            "and shipped.json record the gate as configured and this override")
 
     p = sub.add_parser("run", help="the whole job: finetune -> label -> train -> compress -> ship")
     _config_args(p)
     p.add_argument("--force", action="append", default=[], metavar="STAGE", help="redo STAGE even if done")
 
     p = sub.add_parser("predict", help="classify texts with an exported bundle (onnxruntime only)")
-    p.add_argument("bundle", help="bundle directory")
+    p.add_argument("bundle", help="a bundle folder, a run folder (outputs/<task>/runs/<id>), outputs/<task>/latest "
+                                  "or the output dir outputs/<task> (its latest bundle)")
     p.add_argument("texts", nargs="+", help="texts to classify")
+    p.add_argument("--top-k", type=_at_least_one, default=TOP_K, metavar="N",
+                   help=f"show the N most probable labels per text (default {TOP_K}; all of them when the task "
+                        "has N classes or fewer)")
+    p.add_argument("--format", choices=("json", "text"), default="json",
+                   help="json (default; machine-readable) or text (one block per text, for people)")
 
     p = sub.add_parser("serve-page", help="serve a bundle's offline web demo page on 127.0.0.1")
     p.add_argument("bundle", help="bundle directory (with web/index.html)")
@@ -200,15 +225,7 @@ def _dispatch(args) -> int:
         _print_headline("compress", result)
         return EXIT_OK
     if args.command in ("ship", "export"):
-        from zuoxiao.core.config.views import ShipView
-        from zuoxiao.ship.stage import ship
-
-        cfg = _load(args)
-        with _stage_lock(cfg, args):
-            result = ship(ShipView.of(cfg), StagePaths(Path(cfg.output_dir)))
-        _print_json(result.to_json())
-        _print_headline(args.command, result)
-        return EXIT_OK
+        return _export(args)
     if args.command == "run":
         from zuoxiao.run.runner import run_job
 
@@ -216,19 +233,7 @@ def _dispatch(args) -> int:
         summary = run_job(cfg, force=args.force)
         return summary.get("exit_code", EXIT_OK)
     if args.command == "predict":
-        from zuoxiao.ship.runtime import Bundle
-
-        bundle = Bundle.load(args.bundle)
-        results = bundle.predict(args.texts)
-        for i, r in enumerate(results):  # the JSON says so too; stderr keeps stdout parseable
-            if r.get("warning") == "empty_input":
-                print(f"zuoxiao: warning: text {i} is empty or blank: its label means nothing", file=sys.stderr)
-            if r.get("truncated"):
-                print(f"zuoxiao: warning: text {i} has {r['num_tokens']} tokens; only the first "
-                      f"{r['max_length']} were classified", file=sys.stderr)
-        # allow_nan=False: the output is always valid JSON (Bundle.predict refuses non-finite outputs).
-        print(json.dumps(results, indent=2, allow_nan=False))
-        return EXIT_OK
+        return _predict(args)
     if args.command == "serve-page":
         from zuoxiao.ship.serve import serve_page
 
@@ -249,6 +254,83 @@ def _dispatch(args) -> int:
     raise AssertionError(args.command)
 
 
+def _export(args) -> int:
+    """`ship` / `export`: package <output_dir>/compress, or a run's (--run, or the newest run's when the
+    stand-alone layout has none); the bundle goes to <output_dir>/bundle, never into a run folder."""
+    from zuoxiao.core.config.views import ShipView
+    from zuoxiao.core.paths import ExportPaths
+    from zuoxiao.run.locate import compress_source
+    from zuoxiao.ship.stage import ship
+
+    cfg = _load(args)
+    out = Path(cfg.output_dir)
+    with _stage_lock(cfg, args):  # first: a run writing this output dir must finish before we pick its output
+        source, note = compress_source(out, args.run)
+        if note:
+            print(f"zuoxiao: {note}; the bundle goes to {out / 'bundle'}", file=sys.stderr)
+        result = ship(ShipView.of(cfg), ExportPaths(out, source=source), _gate_override(args))
+    _print_json(result.to_json())
+    _print_headline(args.command, result)
+    return EXIT_OK
+
+
+def _gate_override(args):
+    """A GateOverride when the export skips the gate (--no-gate) or changes its bounds with --set ship.gate...;
+    None otherwise. The gate as configured is the config file's, without those --set values."""
+    import getpass
+    import socket
+    import time
+
+    from zuoxiao.ship.stage import GateOverride
+
+    gate_sets = [o for o in args.overrides if o.split("=", 1)[0].strip().startswith(("ship.gate", "ship="))]
+    if not gate_sets and not args.no_gate:
+        return None
+    from zuoxiao.core.config import load_config
+
+    configured = load_config(args.config, [o for o in args.overrides if o not in gate_sets]).ship.gate
+    flags = [f"--set {o}" for o in gate_sets] + (["--no-gate"] if args.no_gate else [])
+    try:
+        who = f"{getpass.getuser()}@{socket.gethostname()}"
+    except Exception:  # noqa: BLE001 - no user name in some containers: the record still says when and how
+        who = f"uid {os.getuid()}@{socket.gethostname()}"
+    return GateOverride(configured=configured, flags=flags, publish_anyway=args.no_gate, by=who,
+                        at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+
+def _predict(args) -> int:
+    from zuoxiao.run.locate import resolve_bundle
+    from zuoxiao.ship.runtime import Bundle
+
+    path, note = resolve_bundle(args.bundle)
+    if note:
+        print(f"zuoxiao: {note}", file=sys.stderr)
+    results = top_k(Bundle.load(path).predict(args.texts), args.top_k)
+    for i, r in enumerate(results):  # the JSON says so too; stderr keeps stdout parseable
+        if r.get("warning") == "empty_input":
+            print(f"zuoxiao: warning: text {i} is empty or blank: its label means nothing", file=sys.stderr)
+        if r.get("truncated"):
+            print(f"zuoxiao: warning: text {i} has {r['num_tokens']} tokens; only the first "
+                  f"{r['max_length']} were classified", file=sys.stderr)
+    if args.format == "text":
+        for text, r in zip(args.texts, results, strict=True):
+            print(f"{text!r}\n" + "\n".join(f"  {name}\t{p:.4f}" for name, p in r["probabilities"].items()))
+        return EXIT_OK
+    # allow_nan=False: the output is always valid JSON (Bundle.predict refuses non-finite outputs).
+    print(json.dumps(results, indent=2, allow_nan=False))
+    return EXIT_OK
+
+
+def top_k(results: list[dict], k: int) -> list[dict]:
+    """Keep the k most probable labels of each result, most probable first; "num_classes" says how many
+    there are in all (so a reader knows the rest were left out, not zero)."""
+    out = []
+    for r in results:
+        probs = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])
+        out.append({**r, "probabilities": dict(probs[:k]), "num_classes": len(probs)})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Beam flags follow "--": keep them away from argparse's own option parsing.
@@ -267,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in ("zuoxiao", "pipelines", "teacher", "student"):
         logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    from zuoxiao.run.noise import install_noise_filters
+
+    install_noise_filters()  # before any stage imports Beam or loads a model
     from zuoxiao.run.logs import cli_logging  # bars on a terminal only; progress lines for cron logs
 
     try:

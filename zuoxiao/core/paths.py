@@ -37,6 +37,34 @@ class StagePaths:
         return self.root / "bundle"
 
 
+@dataclass(frozen=True)
+class ExportPaths(StagePaths):
+    """`zuoxiao export --run`: read the stage outputs of a run folder (``source``), write ship/ and bundle/
+    under ``root`` (the output dir), so an export never rewrites a run's recorded outputs or its bundle
+    (which `latest` may point at)."""
+
+    source: Path | None = None
+
+    def _src(self) -> Path:
+        return self.source if self.source is not None else self.root
+
+    @property
+    def teacher(self) -> Path:
+        return self._src() / "teacher"
+
+    @property
+    def label(self) -> Path:
+        return self._src() / "label"
+
+    @property
+    def student(self) -> Path:
+        return self._src() / "student"
+
+    @property
+    def compress(self) -> Path:
+        return self._src() / "compress"
+
+
 def teacher_path_for_label(cfg, paths: StagePaths) -> str:
     """The label stage's teacher: the fine-tuned one when `finetune` is configured, else label.teacher.path."""
     if cfg.finetune is not None:

@@ -86,7 +86,7 @@ def print_summary(summary: dict, console) -> None:
 
     r = Table(show_header=True, title="measured")
     r.add_column("metric")
-    r.add_column("value", justify="right")
+    r.add_column("value", justify="right", overflow="fold")  # wrap long cells, never cut them with "…"
     pct = lambda v: _fmt(None if v is None else 100 * v, ".2f") + ("%" if v is not None else "")  # noqa: E731
     if m.get("baseline_accuracy") is not None:
         r.add_row("baseline (TF-IDF + LR) accuracy", pct(m.get("baseline_accuracy")))
@@ -100,12 +100,51 @@ def print_summary(summary: dict, console) -> None:
     hits, misses = m.get("cache_hits"), m.get("cache_misses")
     r.add_row("teacher cache hits", "-" if hits is None else f"{hits} of {hits + (misses or 0)}")
     r.add_row("teacher time saved (s)", _fmt(m.get("teacher_seconds_saved"), ".1f"))
-    gate = summary.get("gate") or {}
-    verdict = "not run" if not gate else ("PASSED" if gate.get("passed") else "FAILED")
-    r.add_row("gate", verdict + (f": {gate['message']}" if gate.get("message") and not gate.get("passed") else ""))
+    r.add_row("gate", gate_cell(summary.get("gate")))
     console.print(r)
+    # Paths a user must copy go outside the tables, unwrapped (soft_wrap): never cut or folded with "…".
+    run_dir = Path(summary["run_dir"])
     if summary["status"] == "passed":
-        console.print(f"bundle: {summary['bundle']}  (latest -> runs/{summary['run_id']})")
+        console.print(f"bundle: {summary['bundle']}  (latest -> runs/{summary['run_id']})", soft_wrap=True)
     elif summary["status"] == "gate_failed":
-        console.print("gate failed: nothing was published; 'latest' still points at the previous good run")
-    console.print(f"summary: {summary['run_dir']}/summary.json   events: {summary['run_dir']}/logs/events.jsonl")
+        console.print(gate_failed_note(run_dir, summary["run_id"]), soft_wrap=True)
+    console.print(f"summary: {run_dir / 'summary.json'}", soft_wrap=True)
+    console.print(f"events: {run_dir / 'logs' / 'events.jsonl'}", soft_wrap=True)
+
+
+def _num(v) -> str:
+    if v is None:
+        return "unknown"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def gate_cell(gate: dict | None) -> str:
+    """The summary's gate verdict: PASSED, or each failing check as measured vs required, e.g.
+    'FAILED: min_retention 0.9123 (needs >= 0.95)'."""
+    if not gate:
+        return "not run"
+    if gate.get("passed"):
+        return "PASSED"
+    failed = [c for c in gate.get("checks", []) if not c.get("ok")]
+    if failed:
+        ops = {"finite_outputs": "="}
+        return "FAILED: " + "; ".join(
+            f"{c['name']} {_num(c.get('value'))} (needs {ops.get(c['name'], '>=' if c['name'].startswith('min') else '<=')}"
+            f" {_num(c.get('limit'))})" for c in failed)
+    first = (gate.get("message") or "").removeprefix("gate: FAILED").strip().splitlines()
+    return "FAILED" + (f": {first[0]}" if first else "")
+
+
+def gate_failed_note(run_dir: Path, run_id: str) -> str:
+    """What is true after a refused run, and what to do: `latest` is untouched, or there is none yet."""
+    out = run_dir.parent.parent
+    latest = (read_json(out / "latest.json") or {}).get("run_id")
+    where = (f"'latest' still points at the last run that passed, {latest} ({out / 'latest'})" if latest else
+             f"no run has passed its gate yet, so there is no {out / 'latest'}")
+    return (f"gate failed: nothing was published; {where}.\n"
+            f"This run's measurements: {run_dir / 'summary.json'}, {run_dir / 'ship' / 'shipped.json'}, "
+            f"{run_dir / 'compress' / 'report.md'}.\n"
+            "What to do: improve the model (more or better data, a stronger student, gentler compression) or, "
+            "if the configured bounds are wrong, fix ship.gate and rerun `zuoxiao run CONFIG` (finished stages "
+            f"are reused); to package this run's model anyway: `zuoxiao export CONFIG --run {run_id} --no-gate` "
+            "(the bundle's card records the failed gate and the override).")
