@@ -293,7 +293,10 @@ def record_prepared(info: dict, run_data: Path, say, emit) -> None:
             say(f"data: {job['key']} {part}: {p['rows']} rows, {len(p['classes'])} classes -> "
                 f"{Path(job['dir']) / p['file']}")
         if job["skipped"]["counts"]:
-            say(f"data: {job['key']}: rows left out (the shared row policy, docs/data.md): {job['skipped']['counts']}")
+            when = (f" before the sample of {job['settings']['sample']} was drawn"
+                    if (job.get("settings") or {}).get("sample") else "")
+            say(f"data: {job['key']}: rows of the source left out{when} (the shared row policy, docs/data.md): "
+                f"{job['skipped']['counts']}")
         for c, why in job["not_stratified"].items():
             say(f"data: {job['key']}: class {c!r}: {why}")
     emit("data_prepared", jobs=[{k: job[k] for k in ("key", "kind", "dir", "fingerprint", "settings", "skipped",
