@@ -188,7 +188,8 @@ def plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for variant, points in result["accuracy"].items():
         xs = [int(n) for n in points]
-        ax.plot(xs, [100 * points[str(n)] for n in xs], marker="o", label=variant)
+        ax.plot(xs, [100 * points[str(n)] for n in xs], marker="o",
+                label=result.get("legend", {}).get(variant, variant))
     ax.axhline(100 * result["teacher_acc"], color="grey", linestyle="--", label="teacher")
     ax.set_xscale("log", base=2)
     ax.set_xticks(result["sizes"], [str(n) for n in result["sizes"]])
@@ -263,6 +264,8 @@ def main(argv=None) -> dict:
               "variants": args.variants, "teacher_acc": teacher_acc, "accuracy": acc, "runs": runs,
               "teacher": str(teacher), "teacher_gold_rows": files["gold"].limit,
               "extra_unlabelled": args.extra_unlabelled, "test_rows": test_rows,
+              "legend": {"plain": "plain", "augment": f"augment (+{cfg.label.augment.copies} copies/row)",
+                         "extra": f"extra (+{args.extra_unlabelled} unlabelled rows, 2nd source)"},
               "seconds": times, "settings": {k: v for k, v in vars(args).items() if k != "variants"}}
     out = Path(args.out) / f"transfer_size_{args.dataset}.png"
     plot(result, out)
