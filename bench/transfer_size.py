@@ -60,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--workdir", default=None, help="default: a new temp dir")
     p.add_argument("--out", default=str(REPO / "bench" / "out"), help="folder for the PNG")
     p.add_argument("--dry-run", action="store_true", help="print the plan, compute nothing")
+    p.add_argument("--merge", default=None, metavar="JSON",
+                   help="an earlier run's output (same dataset, teacher and pool): its points join this plot and JSON")
     args = p.parse_args(argv)
     try:
         args.sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
@@ -204,6 +206,20 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def merge(result: dict, earlier: dict) -> None:
+    """Add an earlier run's points (e.g. smaller sizes) to ``result``; this run's points win on overlap."""
+    if (earlier["dataset"], earlier["teacher"]) != (result["dataset"], result["teacher"]):
+        raise SystemExit(f"--merge: {earlier['dataset']} / {earlier['teacher']} is another dataset or teacher")
+    for variant, points in earlier["accuracy"].items():
+        result["accuracy"][variant] = {**points, **result["accuracy"].get(variant, {})}
+    result["variants"] = list(result["accuracy"])
+    result["sizes"] = sorted({int(n) for pts in result["accuracy"].values() for n in pts})
+    done = {(r["variant"], r["input_rows"]) for r in result["runs"]}
+    result["runs"] = [r for r in earlier["runs"] if (r["variant"], r["input_rows"]) not in done] + result["runs"]
+    result["legend"] = {**earlier.get("legend", {}), **result["legend"]}
+    result["seconds"] = {"this_run": result["seconds"], "merged_run": earlier["seconds"]}
+
+
 def main(argv=None) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = parse_args(argv)
@@ -267,6 +283,8 @@ def main(argv=None) -> dict:
               "legend": {"plain": "plain", "augment": f"augment (+{cfg.label.augment.copies} copies/row)",
                          "extra": f"extra (+{args.extra_unlabelled} unlabelled rows, 2nd source)"},
               "seconds": times, "settings": {k: v for k, v in vars(args).items() if k != "variants"}}
+    if args.merge:
+        merge(result, json.loads(Path(args.merge).read_text()))
     out = Path(args.out) / f"transfer_size_{args.dataset}.png"
     plot(result, out)
     result["plot"] = str(out)

@@ -48,3 +48,21 @@ def test_plot_writes_a_png(tmp_path):
               "accuracy": {"plain": {"100": 0.6, "200": 0.7}, "augment": {"100": 0.65, "200": 0.72}}}
     T.plot(result, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_merge_joins_an_earlier_run_and_refuses_another_teacher():
+    def run(variant, n, acc):
+        return {"variant": variant, "input_rows": n, "test_acc": acc}
+
+    now = {"dataset": "d", "teacher": "t", "accuracy": {"plain": {"4000": 0.8}}, "runs": [run("plain", 4000, 0.8)],
+           "legend": {}, "seconds": {"total_s": 1}}
+    before = {"dataset": "d", "teacher": "t", "accuracy": {"plain": {"1000": 0.7, "4000": 0.5}, "augment": {"1000": 0.75}},
+              "runs": [run("plain", 1000, 0.7), run("plain", 4000, 0.5), run("augment", 1000, 0.75)],
+              "seconds": {"total_s": 2}}
+    T.merge(now, before)
+    assert now["accuracy"] == {"plain": {"1000": 0.7, "4000": 0.8}, "augment": {"1000": 0.75}}
+    assert now["sizes"] == [1000, 4000] and sorted(now["variants"]) == ["augment", "plain"]
+    assert sorted((r["variant"], r["input_rows"], r["test_acc"]) for r in now["runs"]) == [
+        ("augment", 1000, 0.75), ("plain", 1000, 0.7), ("plain", 4000, 0.8)]
+    with pytest.raises(SystemExit, match="another dataset or teacher"):
+        T.merge(now, {**before, "teacher": "other"})
