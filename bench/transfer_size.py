@@ -199,7 +199,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{result['dataset']}: student accuracy vs transfer-set size")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -217,6 +217,8 @@ def merge(result: dict, earlier: dict) -> None:
     done = {(r["variant"], r["input_rows"]) for r in result["runs"]}
     result["runs"] = [r for r in earlier["runs"] if (r["variant"], r["input_rows"]) not in done] + result["runs"]
     result["legend"] = {**earlier.get("legend", {}), **result["legend"]}
+    if "extra" not in result["legend"] or not result.get("extra_unlabelled"):
+        result["extra_unlabelled"] = earlier.get("extra_unlabelled", 0)
     result["seconds"] = {"this_run": result["seconds"], "merged_run": earlier["seconds"]}
 
 
@@ -280,8 +282,9 @@ def main(argv=None) -> dict:
               "variants": args.variants, "teacher_acc": teacher_acc, "accuracy": acc, "runs": runs,
               "teacher": str(teacher), "teacher_gold_rows": files["gold"].limit,
               "extra_unlabelled": args.extra_unlabelled, "test_rows": test_rows,
-              "legend": {"plain": "plain", "augment": f"augment (+{cfg.label.augment.copies} copies/row)",
-                         "extra": f"extra (+{args.extra_unlabelled} unlabelled rows, 2nd source)"},
+              "legend": {k: v for k, v in {
+                  "plain": "plain", "augment": f"augment (+{cfg.label.augment.copies} copies/row)",
+                  "extra": f"extra (+{args.extra_unlabelled} unlabelled rows, 2nd source)"}.items() if k in acc},
               "seconds": times, "settings": {k: v for k, v in vars(args).items() if k != "variants"}}
     if args.merge:
         merge(result, json.loads(Path(args.merge).read_text()))
