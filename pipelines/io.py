@@ -2,7 +2,8 @@
 
 Every physical row becomes one *raw row* element, good or bad, so that nothing read is lost:
 
-    {"source": str, "pos": int, "line": int,  # file, 0-based row number, 1-based line (for dead letters)
+    {"input": int,                            # which input: 0 = label.input, i = label.extra_inputs[i-1]
+     "source": str, "pos": int, "line": int,  # file, 0-based row number, 1-based line (for dead letters)
      "row": dict | None,                      # column -> value as read (undecodable text kept as bytes)
      "error": str | None, "detail": str}      # set when the row could not even be parsed
 
@@ -129,9 +130,10 @@ class ParseFile(beam.DoFn):
     """ReadableFile -> raw rows (see module docstring), parsed by zuoxiao.core.datasource.parse_rows:
     the same parser the gold-set readers use. Parse errors become raw rows with `error`."""
 
-    def __init__(self, formats: dict[str, str], limit: int | None = None):
+    def __init__(self, formats: dict[str, str], limit: int | None = None, input_index: int = 0):
         self.formats = formats  # path -> format; remote matches fall back to their suffix
         self.limit = limit
+        self.input_index = input_index
 
     def _format(self, path: str) -> str:
         if path in self.formats:
@@ -149,17 +151,18 @@ class ParseFile(beam.DoFn):
                 row = raw["row"]
                 if row is not None and fmt != "parquet":
                     row = {k: _beam_safe(v) for k, v in row.items()}
-                yield {"source": path, "pos": raw["pos"], "line": raw["line"], "row": row,
+                yield {"input": self.input_index, "source": path, "pos": raw["pos"], "line": raw["line"], "row": row,
                        "error": raw["error"], "detail": raw["detail"]}
 
 
 class ReadTaskRows(beam.PTransform):
-    """PBegin -> raw rows of every file of a DataSource (see module docstring)."""
+    """PBegin -> raw rows of every file of a DataSource (see module docstring), tagged with ``input_index``."""
 
-    def __init__(self, files: list[tuple[str, str]], limit: int | None = None):
+    def __init__(self, files: list[tuple[str, str]], limit: int | None = None, input_index: int = 0):
         super().__init__()
         self.files = files
         self.limit = limit
+        self.input_index = input_index
 
     def expand(self, pbegin):
         formats = {p: f for p, f in self.files}
@@ -168,5 +171,5 @@ class ReadTaskRows(beam.PTransform):
             | "FilePatterns" >> beam.Create([p for p, _ in self.files])
             | "MatchFiles" >> fileio.MatchAll()
             | "OpenFiles" >> fileio.ReadMatches()
-            | "ParseRows" >> beam.ParDo(ParseFile(formats, self.limit))
+            | "ParseRows" >> beam.ParDo(ParseFile(formats, self.limit, self.input_index))
         )

@@ -11,9 +11,12 @@ Copy-paste commands (run from the repository root; HF_HUB_OFFLINE=1 keeps everyt
 
 The graph (one chain of labelled steps):
 
-    Read/ParseRows -> CountRead -> Validate -> Dedupe -> [Augment] -> [CacheLookup]
+    Read/ParseRows -> Validate  [+ ReadExtra<i> -> ValidateExtra<i> per label.extra_inputs entry]
+      -> CountRead -> Dedupe -> [Augment] -> [CacheLookup]
       -> Tokenize -> GroupByLength -> Batches -> RunInference(teacher) -> SoftLabels -> WriteShards
-    (Validate, Dedupe rejects) -> WriteRejected
+    (Validate, Dedupe rejects) -> WriteRejected;  (read, labeled, rejected) -> CountByInput
+
+Each input is read with its own format and columns and flattened before Dedupe (pipelines/inputs.py).
 
 Rows of equal token length are batched together, sorted by id: no padding at all, and batch
 composition (so every float) does not depend on the runner or the number of workers.
@@ -28,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 import uuid
@@ -42,98 +44,36 @@ from zuoxiao.core.config import Config
 from zuoxiao.core.errors import ConfigError, InputError
 from zuoxiao.core.manifest import Manifest
 from zuoxiao.core.paths import StagePaths, teacher_path_for_label
-from zuoxiao.core.shards import SCHEMA_VERSION, schema_with_metadata, sha256_file
-from zuoxiao.core.softlabels import soft_label_columns, storage_kind
+from zuoxiao.core.shards import SCHEMA_VERSION, schema_with_metadata
+from zuoxiao.core.softlabels import storage_kind
 from zuoxiao.pipelines.commit import WORK_PREFIX, clean_stale_work, commit, read_summary, summary_counts
-from zuoxiao.pipelines.io import ReadTaskRows, check_columns, check_output_dir, input_files
+from zuoxiao.pipelines.inputs import (
+    CountByInput,
+    by_input_counts,
+    input_fingerprints,
+    plan_inputs,
+    read_and_validate,
+)
+from zuoxiao.pipelines.io import check_output_dir
 from zuoxiao.pipelines.label_names import resolve_label_names
 from zuoxiao.pipelines.options import beam_flags, make_runner, redact_flags, worker_threads
-from zuoxiao.pipelines.validate import (
-    REJECTED,
-    DropDuplicateIds,
-    RejectNonFinite,
-    ValidateRow,
-    check_rejected_fraction,
-)
+from zuoxiao.pipelines.teacher_steps import TokenizeBatch, length_batches, to_shard_row
+from zuoxiao.pipelines.validate import REJECTED, DropDuplicateIds, RejectNonFinite, check_rejected_fraction
 from zuoxiao.pipelines.write import WriteSharded, WriteSummary
-from zuoxiao.teacher.handler import TeacherModelHandler, tokenize_texts
+from zuoxiao.teacher.handler import TeacherModelHandler
 
 log = logging.getLogger(__name__)
 
 TOKENIZE_BATCH = 512  # rows per tokenizer call (fast tokenizers amortise per-call overhead)
 
 
-# ---------------------------------------------------------------- graph steps
-class TokenizeBatch(beam.DoFn):
-    """[records] -> records with input_ids (truncated), num_tokens (untruncated), truncated, max_length."""
-
-    def __init__(self, path: str, max_length: int, trust_remote_code: bool):
-        self.path, self.max_length, self.trust_remote_code = path, max_length, trust_remote_code
-
-    def setup(self):
-        from zuoxiao.teacher.model import load_tokenizer
-
-        self.tokenizer = load_tokenizer(self.path, self.trust_remote_code)
-
-    def process(self, batch):
-        ids, lengths, truncated = tokenize_texts(self.tokenizer, [r["text"] for r in batch], self.max_length)
-        for rec, i, n, t in zip(batch, ids, lengths, truncated, strict=True):
-            yield {**rec, "input_ids": i, "num_tokens": n, "truncated": t, "max_length": self.max_length}
-
-
-def length_batches(item, batch_size: int, max_batch_tokens: int | None):
-    """(token length, records) -> lists of records sorted by id: fixed composition, zero padding."""
-    length, recs = item
-    recs = sorted(recs, key=lambda r: r["id"])
-    n = batch_size if not max_batch_tokens else max(1, min(batch_size, max_batch_tokens // max(1, length)))
-    for i in range(0, len(recs), n):
-        yield recs[i:i + n]
-
-
-def to_shard_row(rec: dict, max_full_classes: int, top_k: int) -> dict:
-    """Record with teacher logits [C] -> a SHARD_SCHEMA row (+ private keys for the writer/cache)."""
-    import numpy as np
-
-    logits = np.asarray(rec["logits"], dtype=np.float32)
-    soft = soft_label_columns(logits[None, :], max_full_classes, top_k)[0]
-    return {
-        "id": rec["id"], "text": rec["text"], "gold": rec["gold"], "augmented": rec["augmented"],
-        "num_tokens": int(rec["num_tokens"]), "truncated": bool(rec["truncated"]), **soft,
-        # private: used by the writer (cache parts, counts), not written to shards
-        "_cache": rec.get("_cache"), "text_hash": rec["text_hash"], "max_length": rec.get("max_length"),
-        "_logits_full": logits,
-        "teacher_repr": _repr_column(rec.get("teacher_repr")),
-    }
-
-
-def _repr_column(rep):
-    """teacher_repr [D] -> fp16 values for the shard, or null (off, or a value fp16 cannot hold: the row
-    keeps its soft labels and only loses the representation term)."""
-    import numpy as np
-
-    if rep is None:
-        return None
-    half = np.asarray(rep, dtype=np.float32).astype(np.float16)
-    return half if np.isfinite(half).all() else None
-
-
 def build_graph(p, plan: dict):
     """Add the label pipeline to Beam pipeline ``p``. ``plan`` holds the resolved settings."""
     cfg: Config = plan["cfg"]
     lc = cfg.label
-    src = lc.input
-    raw = p | "Read" >> ReadTaskRows(plan["files"], src.limit)
-    if src.limit and len(plan["files"]) > 1:  # per-file limits above; here the global one
-        raw = (raw
-               | "LimitRows" >> beam.combiners.Top.Smallest(src.limit, key=lambda r: (r["source"], r["pos"]))
-               | "Unlist" >> beam.FlatMap(lambda rows: rows))
+    raw, valid, invalid = read_and_validate(p, plan["inputs"], plan["label_index"])  # label.input + extra_inputs
     read_count = raw | "CountRead" >> beam.combiners.Count.Globally()
-    checked = (
-        raw
-        | "Validate" >> beam.ParDo(ValidateRow(src.text_column, src.label_column, src.id_column,
-                                               plan["label_index"])).with_outputs(REJECTED, main="records")
-    )
-    unique = checked.records | "Dedupe" >> DropDuplicateIds()
+    unique = valid | "Dedupe" >> DropDuplicateIds()
     records = unique.records
     if lc.augment.enabled:
         from zuoxiao.teacher.augment import Augment
@@ -176,11 +116,11 @@ def build_graph(p, plan: dict):
         | "WriteShards" >> WriteSharded("shards", plan["temp_dir"], lc.rows_per_shard, lc.row_group_size,
                                         schema=plan["schema"],
                                         cache_schema=CACHE_SCHEMA if plan["cache_enabled"] else None))
-    rejected_stats = (
-        (checked[REJECTED], unique[REJECTED], finite[REJECTED])
-        | "AllRejected" >> beam.Flatten()
-        | "WriteRejected" >> WriteSharded("rejected", plan["temp_dir"], lc.rows_per_shard, lc.row_group_size))
+    all_rejected = (invalid, unique[REJECTED], finite[REJECTED]) | "AllRejected" >> beam.Flatten()
+    rejected_stats = all_rejected | "WriteRejected" >> WriteSharded("rejected", plan["temp_dir"], lc.rows_per_shard,
+                                                                    lc.row_group_size)
     (shard_stats, rejected_stats) | "WriteSummary" >> WriteSummary(plan["temp_dir"], read_count)
+    (raw, finite.records, all_rejected) | "CountByInput" >> CountByInput(plan["temp_dir"])
     return p
 
 
@@ -207,18 +147,6 @@ def _teacher_ms(result) -> int | None:
         return None
     values = [c.committed if c.committed is not None else c.attempted for c in counters["counters"]]
     return sum(int(v or 0) for v in values) if values else None
-
-
-def _input_fingerprints(files: list[tuple[str, str]]) -> list[dict]:
-    out = []
-    for path, fmt in files:
-        if "://" in path:
-            out.append({"path": path, "format": fmt})
-            continue
-        st = os.stat(path)
-        out.append({"path": str(Path(path).resolve()), "format": fmt, "bytes": st.st_size,
-                    "mtime": st.st_mtime, "sha256": sha256_file(path)})
-    return out
 
 
 def label_from_config(
@@ -255,8 +183,8 @@ def label_from_config(
             )
     if members and teacher_path == lc.teacher.path:
         teacher_path = members[0].path  # its tokenizer groups rows by length; each member re-tokenises the text
-    files = input_files(lc.input)
-    check_columns(files, lc.input)
+    inputs = plan_inputs(lc)  # label.input, then label.extra_inputs: files found, text columns checked
+    files = inputs[0].files
     label_names, label_source = resolve_label_names(cfg, teacher_path, files)
     # The launcher loads the teacher only for its fingerprint (and an LLM teacher's recipe: examples drawn,
     # prior fitted); every worker loads its own copy in TeacherModelHandler.load_model (workers of a real
@@ -301,8 +229,8 @@ def label_from_config(
         # Cached rows hold logits only: with representations on, every row goes to the teacher.
         cache_files = [] if lc.store_representation else cache.valid_files()
     plan = {
-        "cfg": cfg, "files": files, "label_names": label_names,
-        "label_index": {n: i for i, n in enumerate(label_names)} if lc.input.label_column else None,
+        "cfg": cfg, "label_names": label_names,
+        "inputs": inputs, "label_index": {n: i for i, n in enumerate(label_names)},
         "teacher_path": teacher_path, "num_threads": num_threads,
         "mask_token": mask_token, "cache_files": cache_files, "cache_enabled": cache is not None,
         "temp_dir": temp, "schema": schema_with_metadata(label_names, storage, optional_columns=True),
@@ -321,6 +249,7 @@ def label_from_config(
         t_pipeline = time.perf_counter()
         summary = read_summary(temp)
         counts, shards, rejected_files = summary_counts(summary, cache is not None)
+        counts["by_input"] = by_input_counts(temp, inputs)
     except BaseException:
         fsio.delete_tree(temp)
         raise
@@ -345,7 +274,7 @@ def label_from_config(
                     "max_length": lc.teacher.max_length, "repr_dim": repr_dim, "num_threads": num_threads, "device": lc.teacher.device,
                     **({"members": [m.model_dump() for m in members], "combine": lc.teacher.combine}
                        if members else {}), **llm_record},
-        "inputs": _input_fingerprints(files),
+        "inputs": input_fingerprints(inputs),
         "beam_options": redact_flags(flags),
         "timings": {"setup_s": round(t_setup - t_start, 3), "pipeline_s": round(t_pipeline - t_setup, 3),
                     "teacher_s": round(teacher_ms / 1000, 3) if teacher_ms is not None else None},

@@ -59,8 +59,9 @@ def row_json(row) -> str:
 
 
 def rejected(raw: dict, reason: str, detail: str) -> dict:
+    # "input" (which label input) is for the per-input counts only; REJECTED_SCHEMA does not store it
     return {"source": raw.get("source", ""), "row": row_json(raw.get("row")), "reason": reason,
-            "detail": detail}
+            "detail": detail, "input": raw.get("input", 0)}
 
 
 class ValidateRow(beam.DoFn):
@@ -127,19 +128,21 @@ class ValidateRow(beam.DoFn):
         else:
             rid = th[:32]
         yield {"id": rid, "text": text, "text_hash": th, "gold": gold, "augmented": False,
-               "source": raw["source"], "pos": raw["pos"], "row": row}
+               "source": raw["source"], "pos": raw["pos"], "input": raw.get("input", 0), "row": row}
 
 
 def _first_wins(item):
-    """(id, [records]) -> the record read first (by file, then row), the others as duplicates."""
+    """(id, [records]) -> the record read first (by input: label.input before label.extra_inputs, then file,
+    then row), the others as duplicates."""
     rid, recs = item
-    recs = sorted(recs, key=lambda r: (r["source"], r["pos"]))
+    recs = sorted(recs, key=lambda r: (r.get("input", 0), r["source"], r["pos"]))
     keep = dict(recs[0])
     keep.pop("row", None)
     yield keep
     for dup in recs[1:]:
         yield pvalue.TaggedOutput(REJECTED, {
             "source": dup["source"], "row": row_json(dup["row"]), "reason": "duplicate_id",
+            "input": dup.get("input", 0),
             "detail": f"id {rid!r} already seen at {recs[0]['source']} row {recs[0]['pos']}",
         })
 
@@ -177,7 +180,7 @@ class RejectNonFinite(beam.DoFn):
         shown = ", ".join(f"{v:.4g}" for v in logits[:8]) + (", ..." if logits.size > 8 else "")
         yield pvalue.TaggedOutput(REJECTED, {
             "source": rec.get("source", ""), "row": row_json({"id": rec["id"], "text": rec["text"]}),
-            "reason": "non_finite_teacher_output",
+            "reason": "non_finite_teacher_output", "input": rec.get("input", 0),
             "detail": f"teacher logits [{shown}] are not finite (row {rec.get('pos', '?')}); the teacher "
                       "(label.teacher.path) produces NaN/inf for this text: check its weights and precision",
         })

@@ -249,3 +249,24 @@ def test_run_copies_the_split_and_stage_fingerprints_follow_it(tmp_path, capsys)
     assert new["finetune"] != fps["finetune"] and new["label"] != fps["label"]
     refraction = run(dev=0.2)
     assert refraction["stages"]["label"]["fingerprint"] not in (fps["label"], new["label"])
+
+
+def test_extra_inputs_are_sampled_too_and_may_add_to_the_split_train_part(tmp_path):
+    """label.extra_inputs (a list) gets `sample` like every other source, and with task.split the extra inputs
+    add to the train part that fills label.input (no label.input needed)."""
+    data = sorted_csv(tmp_path / "all.csv")
+    unl = tmp_path / "more.jsonl"
+    unl.write_text("".join(json.dumps({"body": f"unlabelled line {i}"}) + "\n" for i in range(50)))
+    raw = _cfg(tmp_path, split={"source": {"path": str(data)}, "dev": 0.1, "test": 0.1},
+               label={"extra_inputs": [{"path": str(unl), "text_column": "body", "label_column": None, "sample": 12}]})
+    cfg, info = prepare_data(parse_config(raw))
+    extra = cfg.label.extra_inputs[0]
+    assert extra.sample is None and extra.format == "jsonl" and extra.text_column == "body"
+    assert len(_jsonl(extra)) == 12
+    assert cfg.label.input is not None and Path(cfg.label.input.path).name == "train.jsonl"
+    assert {j["key"] for j in info["jobs"]} == {"label.extra_inputs[0]", "task.split"}
+    # without task.split, extra inputs still need label.input
+    raw = _cfg(tmp_path, label={"extra_inputs": [{"path": str(unl), "text_column": "body", "label_column": None}]},
+               finetune={"data": {"path": str(data)}})
+    with pytest.raises(ConfigError, match="label.extra_inputs is set but label.input is not"):
+        parse_config(raw)

@@ -53,6 +53,11 @@ def prepare_data(cfg: Config) -> tuple[Config, dict]:
             report = materialise(root, key, src)
             _set(raw, key, _part_source(src, Path(report["dir"]) / report["parts"]["sample"]["file"]))
             jobs.append(report)
+    for i, src in enumerate(cfg.label.extra_inputs or []):  # a list: not reachable by a dotted key
+        if src.sample is not None:
+            report = materialise(root, f"label.extra_inputs[{i}]", src)
+            raw["label"]["extra_inputs"][i] = _part_source(src, Path(report["dir"]) / report["parts"]["sample"]["file"])
+            jobs.append(report)
     split = cfg.task.split
     if split is not None:
         report = materialise(root, "task.split", split.source, dev=split.dev, test=split.test, seed=split.seed)

@@ -116,6 +116,10 @@ def stage_inputs(cfg, stage: str) -> dict:
         label.pop("beam", None)
         label["teacher"].pop("num_threads", None)
         inputs.update(label=label, data=data_fingerprint(cfg.label.input))
+        if cfg.label.extra_inputs:  # only when set: configs without them keep their fingerprints
+            inputs["extra_data"] = [data_fingerprint(s) for s in cfg.label.extra_inputs]
+        else:
+            label.pop("extra_inputs", None)
         inputs["task"] = {k: v for k, v in task.items() if k not in ("eval", "dev")}  # label reads neither
     else:  # exactly the view the stage function receives, so nothing it reads can be left out
         view = {"train": TrainView, "compress": CompressView, "ship": ShipView}[stage].of(cfg)

@@ -61,6 +61,9 @@ class Config(StrictModel):
         elif self.finetune is not None and self.finetune.data is None:
             raise ValueError("finetune.data is missing: give gold-labelled rows, e.g. finetune.data.path=data/gold.jsonl "
                              "(or set task.split, whose train part then fills it)")
+        if self.label.extra_inputs and self.label.input is None and self.task.split is None:
+            raise ValueError("label.extra_inputs is set but label.input is not: the extra inputs add to label.input; "
+                             "move the first of them to label.input (or set task.split, whose train part fills it)")
         if self.label.teacher.kind == "causal_lm":  # (teacher/llm_teacher.py)
             if self.finetune is not None:
                 raise ValueError("label.teacher.kind=causal_lm but finetune is set, and the label stage labels with the "

@@ -31,6 +31,12 @@ class BeamConfig(StrictModel):
 
 class LabelConfig(StrictModel):
     input: DataSource | None = Field(None, description="task rows to label (the transfer set)")
+    extra_inputs: list[DataSource] = Field(
+        default_factory=list, description="more text for the transfer set, each with its own format and columns "
+        "(label_column: null = unlabelled); read, validated, de-duplicated and labelled with label.input as one "
+        "set: ids share one space (a text-hash id repeated across sources is dead-lettered as duplicate_id, "
+        "label.input's row kept) and the manifest counts each input (counts.by_input)",
+    )
     teacher: TeacherSpec = Field(default_factory=TeacherSpec)
     batch_size: int = Field(64, ge=1, le=4096, description="most rows per teacher batch")
     max_batch_tokens: int | None = Field(
@@ -57,6 +63,13 @@ class LabelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self):
+        seen = {(tuple(self.input.paths), self.input.text_column)} if self.input is not None else set()
+        for i, src in enumerate(self.extra_inputs):
+            key = (tuple(src.paths), src.text_column)
+            if key in seen:  # every row would be read twice and dead-lettered as a duplicate
+                raise ValueError(f"label.extra_inputs[{i}] reads {src.paths} column {src.text_column!r}, which "
+                                 "an earlier input already reads; remove it or give another text_column")
+            seen.add(key)
         if self.top_k >= self.max_full_classes:
             raise ValueError(
                 f"top_k={self.top_k} must be smaller than max_full_classes={self.max_full_classes} "
