@@ -184,6 +184,9 @@ def vocab_note(step, rec: dict, prev: dict) -> None:
     """What the vocabulary trim kept and cost, as one line for the stage headline (rec["note"]); a cost
     above vocab_trim.warn_points on task.eval or task.dev is logged as a warning and kept in rec["warning"]."""
     info = rec.get("info") or {}
+    if info.get("skipped"):  # auto measured that even min_count 1 costs too much
+        rec["note"] = f"vocab kept whole ({info['vocab_after']:,} tokens): {(info.get('auto') or {}).get('why')}"
+        return
     note = (f"vocab {info['vocab_before']:,} -> {info['vocab_after']:,} tokens (min_count {info['min_count']}"
             f"{' auto' if info.get('min_count_setting') == 'auto' else ''}), "
             f"{info['transfer_token_coverage']:.1%} of transfer tokens kept")

@@ -8,11 +8,14 @@ result to its own directory under paths.compress, so every intermediate model ca
 from __future__ import annotations
 
 import io
+import logging
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from zuoxiao.core.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,16 +72,20 @@ def _vocab(ctx, state, step, out):
         if dev is None:
             min_count = 1
             report["auto"]["why"] = "no task.dev to measure a larger cut-off on: keep every token the transfer set uses"
-        elif cap == 1:
-            min_count = 1
-            report["auto"]["why"] = (f"{len(ts.texts)} transfer rows < 2 x auto_rows_per_count "
-                                     f"({step.auto_rows_per_count}): keep every token the transfer set uses")
-        else:
+        else:  # cap 1 (a small transfer set) still measures 1: it may cost too much to trim at all
             min_count, report["auto"]["trials"] = A.choose_min_count(
                 state.model, state.tokenizer, ts.texts, dev, cap=cap, tolerance=step.auto_tolerance,
                 keep_chars=step.keep_chars, max_length=ctx.max_length, batch_size=bs, base_accuracy=dev_before)
-            report["auto"]["why"] = (f"the largest cut-off <= {cap} within {step.auto_tolerance:g} points of the "
-                                     "untrimmed dev accuracy")
+            report["auto"]["why"] = (
+                f"the largest cut-off <= {cap} within {step.auto_tolerance:g} points of the untrimmed dev accuracy"
+                if min_count else f"even min_count 1 costs more than {step.auto_tolerance:g} points on task.dev "
+                "(the transfer set misses too many of its words): the vocabulary is kept whole")
+    if min_count == 0:
+        vocab = len(state.tokenizer)
+        log.info("vocab_trim auto: not trimming (%s)", report["auto"]["why"])
+        return _save(state, out), {**report, "min_count": 0, "skipped": True, "vocab_before": vocab,
+                                   "vocab_after": vocab, "transfer_token_coverage": 1.0,
+                                   "dev_accuracy_before": round(dev_before, 5), "dev_accuracy_after": round(dev_before, 5)}
     before_tok = state.tokenizer
     model, tok, info = trim_vocab(state.model, state.tokenizer, ts.texts, out, min_count=min_count,
                                   keep_chars=step.keep_chars, check_texts=ctx.texts)

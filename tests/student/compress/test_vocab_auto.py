@@ -67,7 +67,8 @@ def test_auto_keeps_a_larger_vocabulary_for_a_smaller_transfer_set(tmp_path, tra
     big_rows, big = _trim(tmp_path, trained, repeat=8, auto_tolerance=100)
     assert (small_rows, big_rows) == (28, 196)
     # 28 rows < 2 x 20: cap 1, every token the transfer set uses stays
-    assert small["min_count"] == 1 and small["auto"]["cap"] == 1 and small["auto"]["trials"] == []
+    assert small["min_count"] == 1 and small["auto"]["cap"] == 1
+    assert [t["min_count"] for t in small["auto"]["trials"]] == [1]  # cap 1 still measures its one cut-off
     assert small["transfer_token_coverage"] == 1.0
     # 196 rows: cap 9; with any cost allowed it takes the largest candidate, 8, and drops the once-seen tail
     assert big["auto"]["cap"] == 9 and [t["min_count"] for t in big["auto"]["trials"]] == [1, 2, 3, 4, 6, 8]
@@ -131,3 +132,26 @@ def test_a_costly_trim_is_a_loud_warning_and_in_the_headline(caplog):
     cheap = {"name": "01-vocab_trim", "accuracy": 0.40, "info": {**info, "dev_accuracy_after": 0.409}}
     vocab_note(step, cheap, prev)
     assert "warning" not in cheap
+
+
+def test_auto_does_not_trim_when_even_min_count_1_costs_more_than_the_tolerance(tmp_path, trained, monkeypatch):
+    """A small transfer set that misses dev's words: keeping only its tokens costs dev accuracy, so auto keeps
+    the whole vocabulary and says why (an explicit min_count: 1 still trims)."""
+    real = A.accuracy
+    whole = trained[0].get_input_embeddings().num_embeddings
+
+    def any_cut_costs(model, tok, dev, max_length, bs):
+        return real(model, tok, dev, max_length, bs) - (0.03 if model.get_input_embeddings().num_embeddings < whole else 0)
+
+    monkeypatch.setattr(A, "accuracy", any_cut_costs)
+    _, info = _trim(tmp_path, trained, 1, auto_tolerance=0.5)
+    assert info["skipped"] and info["min_count"] == 0 and info["vocab_after"] == info["vocab_before"] == len(trained[1])
+    assert [(t["min_count"], t["cost_points"]) for t in info["auto"]["trials"]] == [(1, 3.0)]
+    assert "kept whole" in info["auto"]["why"]
+    from zuoxiao.student.compress.stage import vocab_note
+
+    rec = {"info": info, "accuracy": 0.5}
+    vocab_note(SimpleNamespace(warn_points=1.0), rec, {"accuracy": 0.5})
+    assert rec["note"].startswith(f"vocab kept whole ({info['vocab_after']:,} tokens): even min_count 1 costs")
+    _, fixed = _trim(tmp_path / "fixed", trained, 1, min_count=1)
+    assert fixed["vocab_after"] < info["vocab_before"]
