@@ -175,3 +175,18 @@ def test_a_class_too_small_to_hold_out_is_a_warning_not_an_error(tmp_path):
     report = check_data(cfg)
     assert report.errors == []
     assert any("['c']" in w and "fewer than 3" in w for w in report.warnings)
+
+
+def test_extra_inputs_are_checked_like_label_input(tmp_path, capsys):
+    """label.extra_inputs feed the teacher too: their bad rows are dead letters and their overlap with the
+    test set is leakage, reported under their own name."""
+    extra = tmp_path / "more.csv"
+    extra.write_text("body\nsome unlabelled tweet\nthe eval text number 2\n")
+    job = _job(tmp_path, dev_classes=("a", "b", "c"), leak=False, short_record=False)
+    raw = yaml.safe_load(job.read_text())
+    raw["label"]["extra_inputs"] = [{"path": str(extra), "text_column": "body", "label_column": None}]
+    job.write_text(yaml.safe_dump(raw))
+    report = check_data(load_config(job))
+    assert "label.extra_inputs[0]" in report.sources
+    assert report.overlaps == {"task.eval & label.extra_inputs[0]": 1}
+    assert any("label.extra_inputs[0]" in w and "leakage" in w for w in report.warnings)

@@ -1,7 +1,7 @@
 """`zuoxiao validate --data` and the first step of `zuoxiao run`: read every configured source once and
 report every data problem at once, before any model loads.
 
-Sources: finetune.data, label.input, task.dev, task.eval. Each is parsed by the same parser as the stages
+Sources: finetune.data, label.input (and label.extra_inputs), task.dev, task.eval. Each is parsed by the same parser as the stages
 (`zuoxiao.core.datasource`) and judged by the same row policy (`zuoxiao.core.rowpolicy`), so what the
 report says a stage will do with a row is what the stage does. The report holds rows per source, parse
 errors with file and line, label coverage and class balance, duplicates within a source and texts shared
@@ -133,7 +133,13 @@ class DataReport:
 def _sources(cfg) -> dict:
     found = {"finetune.data": cfg.finetune.data if cfg.finetune is not None else None,
              "label.input": cfg.label.input, "task.dev": cfg.task.dev, "task.eval": cfg.task.eval}
+    found.update({f"label.extra_inputs[{i}]": src for i, src in enumerate(cfg.label.extra_inputs or [])})
     return {k: v for k, v in found.items() if v is not None}
+
+
+def _labelled_by_label_stage(name: str) -> bool:
+    """label.input and every label.extra_inputs[i]: read by the Beam stage (bad rows -> dead letters)."""
+    return name.startswith("label.")
 
 
 def _scan(name: str, src, label_set: set[str] | None) -> SourceScan:
@@ -211,7 +217,7 @@ def check_data(cfg) -> DataReport:
     strict = named is not None
     bound = cfg.label.max_rejected_fraction
     for name, s in scans.items():
-        verb = "-> dead letters (label/rejected/)" if name == "label.input" else "skipped"
+        verb = "-> dead letters (label/rejected/)" if _labelled_by_label_stage(name) else "skipped"
         if s.fatal:
             errors.append(f"{name}: {s.fatal}")
             continue
@@ -220,7 +226,7 @@ def check_data(cfg) -> DataReport:
         if bad:
             more = f" (+{bad - len(s.parse_errors)} more)" if bad > len(s.parse_errors) else ""
             line = f"{name}: {bad} of {s.rows} rows do not parse: " + "; ".join(s.parse_errors) + more
-            share = bound if name == "label.input" else MAX_UNPARSABLE_FRACTION
+            share = bound if _labelled_by_label_stage(name) else MAX_UNPARSABLE_FRACTION
             if bad / max(s.rows, 1) > share:
                 errors.append(line + "; check the format and delimiter of the file (format: csv|tsv|jsonl|parquet)")
             else:
@@ -231,9 +237,9 @@ def check_data(cfg) -> DataReport:
         if not s.usable and not s.missing_columns:
             errors.append(f"{name}: no usable rows in {s.paths} (read {s.rows}; skipped: {s.skips.counts})")
         if s.skips.total:
-            actions.append(f"{USED_BY[name]}: {name} {s.skips.total} rows {verb}: {s.skips.summary()}")
-        if name == "label.input" and s.rows and s.skips.total / s.rows > bound:
-            errors.append(f"label.input: {s.skips.total} of {s.rows} rows would be rejected, more than "
+            actions.append(f"{USED_BY.get(name, 'label')}: {name} {s.skips.total} rows {verb}: {s.skips.summary()}")
+        if _labelled_by_label_stage(name) and s.rows and s.skips.total / s.rows > bound:
+            errors.append(f"{name}: {s.skips.total} of {s.rows} rows would be rejected, more than "
                           f"label.max_rejected_fraction={bound}: the label stage would fail; fix the rows above")
         dups = s.skips.counts.get("duplicate_id", 0)
         if dups or s.near_duplicates:
@@ -289,7 +295,8 @@ def _lengths(cfg, name: str, s: SourceScan, warnings: list) -> None:
 def _overlaps(scans: dict, warnings: list) -> dict[str, int]:
     """Texts of task.dev / task.eval also in a training source (and dev in eval), compared normalised."""
     out = {}
-    pairs = [(t, r) for t in TEST_SIDE for r in TRAIN_SIDE] + [("task.eval", "task.dev")]
+    train_side = [*TRAIN_SIDE, *(n for n in scans if n.startswith("label.extra_inputs"))]
+    pairs = [(t, r) for t in TEST_SIDE for r in train_side] + [("task.eval", "task.dev")]
     for test, train in pairs:
         a, b = scans.get(test), scans.get(train)
         if a is None or b is None or a.fatal or b.fatal:
