@@ -21,3 +21,14 @@ def test_a_model_with_nan_outputs_never_ships_even_without_bounds():
     assert check_gate(open_gate, REPORT, SHIPPED)["passed"]
     g = check_gate(open_gate, REPORT, {**SHIPPED, "non_finite_rows": 3})
     assert not g["passed"] and "3 eval rows with NaN/inf logits" in gate_message(g)
+
+
+def test_retention_on_the_floor_passes_as_shown():
+    """Seen on a 502-row eval set: bundle 0.30279 (stored to 5 decimals) over teacher 152+8 = 160/502 read
+    0.949989 and failed min_retention 0.95 while the gate line printed '= 0.9500'. Compared as shown now;
+    one eval row fewer (151/502) still fails."""
+    report = {"teacher": {"accuracy": 160 / 502}}
+    at_floor = check_gate(GateConfig(min_retention=0.95), report, {**SHIPPED, "accuracy": 0.30278538})
+    assert at_floor["passed"] and "= 0.9500" in gate_message(at_floor)
+    below = check_gate(GateConfig(min_retention=0.95), report, {**SHIPPED, "accuracy": 151 / 502})
+    assert not below["passed"]
