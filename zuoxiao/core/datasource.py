@@ -311,32 +311,28 @@ def read_file(path: Path, fmt: str) -> pa.Table:
         raise InputError(f"cannot read {path} as a table ({err}); give every column one type") from None
 
 
-# ---------------------------------------------------------------- gold-labelled sets
-def read_labelled(source: DataSource, label_names: list[str] | None = None) -> LabelledData:
-    """Texts and gold label indices, by the row policy every stage shares (zuoxiao/core/rowpolicy.py).
+# ---------------------------------------------------------------- the row policy, applied
+def policy_rows(source: DataSource, skips: Skips, where: str = "") -> Iterator[tuple[dict, str, str | None]]:
+    """The usable rows of a source by the row policy every stage shares (zuoxiao/core/rowpolicy.py):
+    (row, text, normalised gold label or None without a label_column), in file order.
 
-    Rows that do not parse, have no usable text or no label, and repeated ids (the exact text, or the id
-    column) are skipped, the first row read wins; they are counted in `skipped` (reason -> rows) with their
-    first places in `skipped_where`, and logged in one line. A file where most rows do not parse is an
-    error (a wrong format or delimiter, not bad rows), and so is a missing column.
-
-    Labels are matched with `normalize_label` against ``label_names``; with none given, the map is the
-    sorted set of (normalised) labels seen. A label outside the given names is an error (a wrong config,
-    not bad rows).
+    Rows that do not parse, have no usable text, no label (when the source has a label_column) or a
+    repeated id (the exact text, or the id column; the first row read wins) go into ``skips`` with their
+    places. Stops after ``source.limit`` usable rows. A file where most rows do not parse, or that lacks a
+    configured column, is an InputError (prefixed with ``where``, e.g. "task.split: ").
     """
-    if source.label_column is None:
-        raise InputError("this data source needs gold labels: set label_column")
-    texts, raw_labels, skips, dedup = [], [], Skips(), Dedup()
+    labelled = source.label_column is not None
+    dedup, kept = Dedup(), 0
     for path in resolve_files(source):
         columns: set[str] = set()
-        rows, bad, first_bad = 0, 0, ""
+        read, bad, first_bad = 0, 0, ""
         for r in iter_rows(path, detect_format(path, source.format)):
-            rows, place = rows + 1, f"{path.name} line {r['line']}"
+            read, place = read + 1, f"{path.name} line {r['line']}"
             text, reason = row_text(r, source.text_column)
             row = r["row"] if not r["error"] else {}
             columns.update(row)
-            label = normalize_label(row.get(source.label_column))
-            if reason is None and label is None:
+            label = normalize_label(row.get(source.label_column)) if labelled else None
+            if reason is None and labelled and label is None:
                 reason = "missing_label"
             if reason is None:
                 key = row_key(row, text, source.id_column)
@@ -347,17 +343,38 @@ def read_labelled(source: DataSource, label_names: list[str] | None = None) -> L
                 bad += reason in UNPARSABLE
                 first_bad = first_bad or r["detail"]
                 continue
-            texts.append(text)
-            raw_labels.append(label)
-            if source.limit and len(texts) >= source.limit:
+            kept += 1
+            yield row, text, label
+            if source.limit and kept >= source.limit:  # limit: the first N usable rows, as everywhere
                 break
-        refuse_unparsable(path, bad, rows, first_bad)
+        refuse_unparsable(path, bad, read, first_bad)
         for col in (source.text_column, source.label_column):
-            if columns and col not in columns:  # an empty file adds nothing and has no columns to check
-                raise InputError(f"{path} has no column {col!r}; its columns are {sorted(columns)}; "
+            if col and columns and col not in columns:  # an empty file adds nothing and has no columns to check
+                raise InputError(f"{where}{path} has no column {col!r}; its columns are {sorted(columns)}; "
                                  "set text_column / label_column in the data source")
-        if source.limit and len(texts) >= source.limit:
+        if source.limit and kept >= source.limit:
             break
+
+
+# ---------------------------------------------------------------- gold-labelled sets
+def read_labelled(source: DataSource, label_names: list[str] | None = None) -> LabelledData:
+    """Texts and gold label indices, by the row policy every stage shares (`policy_rows`).
+
+    Skipped rows are counted in `skipped` (reason -> rows) with their first places in `skipped_where`,
+    and logged in one line. A file where most rows do not parse is an error (a wrong format or delimiter,
+    not bad rows), and so is a missing column.
+
+    Labels are matched with `normalize_label` against ``label_names``; with none given, the map is the
+    sorted set of (normalised) labels seen. A label outside the given names is an error (a wrong config,
+    not bad rows).
+    """
+    if source.label_column is None:
+        raise InputError("this data source needs gold labels: set label_column")
+    skips = Skips()
+    texts, raw_labels = [], []
+    for _, text, label in policy_rows(source, skips):
+        texts.append(text)
+        raw_labels.append(label)
     if skips.total:
         log.warning("%s: skipped %d rows (the label stage dead-letters the same rows): %s",
                     ", ".join(source.paths), skips.total, skips.summary())

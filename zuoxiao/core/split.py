@@ -25,11 +25,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from zuoxiao.core.config import Config, DataSource, parse_config
-from zuoxiao.core.datasource import detect_format, iter_rows, resolve_files
+from zuoxiao.core.datasource import policy_rows
 from zuoxiao.core.errors import InputError
 from zuoxiao.core.fingerprint import data_fingerprint, digest
-from zuoxiao.core.rowpolicy import UNPARSABLE, Dedup, Skips, refuse_unparsable, row_key, row_text
-from zuoxiao.core.rows import normalize_label
+from zuoxiao.core.rowpolicy import Skips
 from zuoxiao.core.shards import sha256_file
 
 VERSION = 1  # bump when the way rows are assigned changes: old parts then stop being reused
@@ -147,39 +146,12 @@ def _build(root: Path, target: Path, key: str, kind: str, source: DataSource, se
 
 def _read(source: DataSource, key: str) -> tuple[list[tuple], dict]:
     """Usable rows as (normalised label or None, text, id or None), and the rows left out: the row policy
-    every stage shares (zuoxiao/core/rowpolicy.py: same reasons, repeated ids dropped, first one wins)."""
-    labelled = source.label_column is not None
-    rows, skips, dedup = [], Skips(), Dedup()
-    for path in resolve_files(source):
-        columns: set[str] = set()
-        read, bad, first_bad = 0, 0, ""
-        for r in iter_rows(path, detect_format(path, source.format)):
-            read, place = read + 1, f"{path.name} line {r['line']}"
-            text, reason = row_text(r, source.text_column)
-            row = r["row"] if not r["error"] else {}
-            columns.update(row)
-            label = normalize_label(row.get(source.label_column)) if labelled else None
-            if reason is None and labelled and label is None:
-                reason = "missing_label"
-            if reason is None:
-                rid = row_key(row, text, source.id_column)
-                reason = "missing_id" if rid is None else dedup.check(rid, label, place)[0]
-            if reason is not None:
-                skips.add(reason, place)
-                bad += reason in UNPARSABLE
-                first_bad = first_bad or r["detail"]
-                continue
-            rid = row.get(source.id_column) if source.id_column else None
-            rows.append((label, text, rid if isinstance(rid, (str, int, float)) or rid is None else str(rid)))
-            if source.limit and len(rows) >= source.limit:  # limit: the first N usable rows, as everywhere
-                break
-        refuse_unparsable(path, bad, read, first_bad)
-        for col in (source.text_column, source.label_column):
-            if col and columns and col not in columns:
-                raise InputError(f"{key}: {path} has no column {col!r}; its columns are {sorted(columns)}; set "
-                                 "text_column / label_column in the data source")
-        if source.limit and len(rows) >= source.limit:
-            break
+    every stage shares (zuoxiao.core.datasource.policy_rows)."""
+    skips = Skips()
+    rows = []
+    for row, text, label in policy_rows(source, skips, where=f"{key}: "):
+        rid = row.get(source.id_column) if source.id_column else None
+        rows.append((label, text, rid if isinstance(rid, (str, int, float)) or rid is None else str(rid)))
     if not rows:
         raise InputError(f"{key}: no usable rows in {source.paths} (left out: {skips.summary() or 'none'})")
     return rows, {"counts": dict(sorted(skips.counts.items())), "where": skips.where}
