@@ -144,8 +144,8 @@ def _print_json(obj) -> None:
 def _print_headline(stage: str, result) -> None:
     """The stage's headline numbers, as `zuoxiao run` prints them; on stderr, so stdout stays JSON."""
     if os.environ.get("RANK", "0") == "0":
-        lines = result.headline_text().splitlines()
-        print(f"{stage}: " + ("\n  ".join([""] + lines) if len(lines) > 1 else "".join(lines)), file=sys.stderr)
+        for line in result.headline_lines(stage):
+            print(line, file=sys.stderr)
 
 
 def _stage_lock(cfg, args):

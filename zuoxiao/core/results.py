@@ -54,6 +54,14 @@ class StageResult:
     def headline_text(self) -> str:
         return ""
 
+    def headline_lines(self, prefix: str) -> list[str]:
+        """The headline as printed after a stage: 'PREFIX: text', or for several lines (compress: one per
+        step) 'PREFIX:' and each line indented. [] when there is nothing to say."""
+        lines = self.headline_text().splitlines()
+        if len(lines) <= 1:
+            return [f"{prefix}: {line}" for line in lines]
+        return [f"{prefix}:"] + [f"    {line}" for line in lines]
+
 
 @dataclass
 class FinetuneResult(StageResult):

@@ -199,18 +199,12 @@ def _show_headline(rc: RunContext, stage: str, label: str, done: dict) -> dict |
     theirs too) and return them for events.jsonl. Never fails the run: it only reports."""
     try:
         result = RESULT_TYPES[stage].from_json(done.get("result"))
-        headline, text = result.headline(), result.headline_text()
+        headline, lines = result.headline(), result.headline_lines(label)
     except Exception as err:  # noqa: BLE001 - a record we cannot summarise must not stop a finished stage
         log.warning("%s: no headline (%s: %s)", stage, type(err).__name__, err)
         return None
-    if text:
-        lines = text.splitlines()
-        if len(lines) == 1:
-            rc.console.print(f"{label}: {text}", markup=False, highlight=False)
-        else:  # compress: one line per step
-            rc.console.print(f"{label}:", markup=False, highlight=False)
-            for line in lines:
-                rc.console.print(f"    {line}", markup=False, highlight=False)
+    for line in lines:
+        rc.console.print(line, markup=False, highlight=False)
     return headline
 
 
