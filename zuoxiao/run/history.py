@@ -111,9 +111,14 @@ def point_latest(out: Path, run_id: str) -> None:
                                             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
 
+def latest_run_id(out: Path) -> str | None:
+    """The run id `latest` points at (latest.json, written with the symlink), or None before any run passed."""
+    return (read_json(out / "latest.json") or {}).get("run_id")
+
+
 def newer_than_latest(out: Path, state: dict) -> bool:
     """A rerun of an older run (a backfill, a scheduler retry of last week) must not move `latest` back."""
-    current = (read_json(out / "latest.json") or {}).get("run_id")
+    current = latest_run_id(out)
     if not current or current == state["run_id"]:
         return True
     other = read_json(out / "runs" / current / "run.json") or {}
@@ -121,7 +126,7 @@ def newer_than_latest(out: Path, state: dict) -> bool:
 
 
 def prune_runs(out: Path, keep: int, current: str) -> list[str]:
-    latest = (read_json(out / "latest.json") or {}).get("run_id")
+    latest = latest_run_id(out)
     finished = [r for r, s in runs(out) if s.get("status") in FINISHED and r not in (current, latest)]
     doomed = finished[: max(0, len(finished) - (keep - 1))]
     # A reused label manifest still names the teacher dir of the run that labelled (train loads it): keep that run.

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from zuoxiao.core.results import RESULT_TYPES
-from zuoxiao.run.history import read_json
+from zuoxiao.run.history import latest_run_id, read_json
 
 
 class EventLog:
@@ -138,7 +138,7 @@ def gate_cell(gate: dict | None) -> str:
 def gate_failed_note(run_dir: Path, run_id: str) -> str:
     """What is true after a refused run, and what to do: `latest` is untouched, or there is none yet."""
     out = run_dir.parent.parent
-    latest = (read_json(out / "latest.json") or {}).get("run_id")
+    latest = latest_run_id(out)
     where = (f"'latest' still points at the last run that passed, {latest} ({out / 'latest'})" if latest else
              f"no run has passed its gate yet, so there is no {out / 'latest'}")
     return (f"gate failed: nothing was published; {where}.\n"
