@@ -41,11 +41,16 @@ DATASETS = {
 }
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+def dataset_args(p: argparse.ArgumentParser, choices) -> None:
+    """--dataset, --data-dir and --workdir, alike in every quality benchmark."""
+    p.add_argument("--dataset", choices=choices, required=True)
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
     p.add_argument("--workdir", default=None, help="default: a new temp dir")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    dataset_args(p, sorted(DATASETS))
     p.add_argument("--teacher-rows", type=int, default=8000, help="gold rows the teacher is fine-tuned on")
     p.add_argument("--teacher-epochs", type=float, default=2.0)
     p.add_argument("--teacher", default=None, help="reuse a fine-tuned teacher dir (skips fine-tuning)")

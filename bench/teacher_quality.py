@@ -40,7 +40,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from distill_quality import dataset_args  # noqa: E402 - bench/ is not a package
 
 DATASETS = {
     "sst2": {"text": "sentence", "labels": ["0", "1"], "max_length": 64, "dev": True},
@@ -66,9 +69,7 @@ LORA_REASON = ("not run: LoRA-tuning SmolLM2-135M as a classifier (finetune.adap
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
-    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
-    p.add_argument("--workdir", default=None, help="default: a new temp dir")
+    dataset_args(p, sorted(DATASETS))
     p.add_argument("--gold-rows", type=int, default=8000, help="gold rows (the first rows of train.tsv)")
     p.add_argument("--eval-rows", type=int, default=None, help="test rows (default all of test.tsv)")
     p.add_argument("--dev-rows", type=int, default=1000, help="dev rows (the first rows of dev.tsv)")

@@ -36,15 +36,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from distill_quality import DATASETS, split_files  # noqa: E402 - bench/ is not a package
+from distill_quality import DATASETS, dataset_args, split_files  # noqa: E402 - bench/ is not a package
 
 VARIANTS = ("plain", "augment", "extra")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=[*sorted(DATASETS), "demo"], required=True)
-    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
+    dataset_args(p, [*sorted(DATASETS), "demo"])
     p.add_argument("--sizes", default="1000,2000,4000,8000", help="comma-separated label.input rows")
     p.add_argument("--augment", action="store_true", help="also the augment variant (label.augment on)")
     p.add_argument("--extra-unlabelled", type=int, default=0, metavar="M",
@@ -57,7 +56,6 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int, default=None, help="override train.eval_every")
     p.add_argument("--dev-rows", type=int, default=1000)
     p.add_argument("--test-rows", type=int, default=None, help="limit the test split (default all)")
-    p.add_argument("--workdir", default=None, help="default: a new temp dir")
     p.add_argument("--out", default=str(REPO / "bench" / "out"), help="folder for the PNG")
     p.add_argument("--dry-run", action="store_true", help="print the plan, compute nothing")
     p.add_argument("--merge", default=None, metavar="JSON",
