@@ -240,7 +240,7 @@ def main(argv=None) -> dict:
     ship(ShipView.of(cfg), paths)  # no gate bounds are set here: it always publishes
     compress_s = round(time.time() - t, 1)
     report = json.loads((paths.compress / "report.json").read_text())
-    from zuoxiao.core.datasource import read_labelled
+    from zuoxiao.core.goldsets import read_labelled
 
     texts = read_labelled(cfg.task.eval, ds["labels"]).texts[:64]
     lat = step_latency_16_64(report, args.latency_runs, texts)

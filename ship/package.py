@@ -60,7 +60,7 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
     # Calibrate on task.dev (never on task.eval, which measures): distilled logits are often too soft.
     temperature, calibrated_on = 1.0, None
     if ctx.cfg.task.dev is not None:
-        from zuoxiao.core.datasource import read_labelled
+        from zuoxiao.core.goldsets import read_labelled
 
         dev = read_labelled(ctx.cfg.task.dev, ctx.label_names)
         temperature = fit_temperature(bundle.logits(dev.texts, batch_size=ctx.cc.eval_batch_size),

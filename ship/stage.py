@@ -24,8 +24,8 @@ import numpy as np
 
 from zuoxiao.core.config.ship import GateConfig
 from zuoxiao.core.config.views import ShipView
-from zuoxiao.core.datasource import read_labelled
 from zuoxiao.core.errors import GateFailed, InputError
+from zuoxiao.core.goldsets import read_labelled
 from zuoxiao.core.paths import StagePaths
 from zuoxiao.core.results import ShipResult
 from zuoxiao.core.shards import write_json_atomic

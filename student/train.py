@@ -18,9 +18,9 @@ import numpy as np
 
 from zuoxiao.core.config import save_resolved
 from zuoxiao.core.config.views import TrainView
-from zuoxiao.core.datasource import read_labelled
 from zuoxiao.core.errors import ConfigError
 from zuoxiao.core.evaluate import evaluate_texts
+from zuoxiao.core.goldsets import read_labelled
 from zuoxiao.core.loop import LoopSpec, fit, make_accelerator
 from zuoxiao.core.metrics import agreement, classification_metrics
 from zuoxiao.core.modelio import count_params, freeze_word_embeddings, save_model_dir

@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from zuoxiao.core.config import Config, save_resolved
-from zuoxiao.core.datasource import read_labelled
 from zuoxiao.core.errors import ConfigError, GateFailed
 from zuoxiao.core.evaluate import evaluate_texts
+from zuoxiao.core.goldsets import read_labelled
 from zuoxiao.core.loop import LoopSpec, fit, make_accelerator
 from zuoxiao.core.modelio import count_params, freeze_word_embeddings, save_model_dir
 from zuoxiao.core.shards import write_json_atomic

@@ -43,7 +43,7 @@ def resolve_verbalizers(verbalizers: dict[str, list[str]] | None, label_names: l
 
 def gold_examples(cfg, label_names: list[str]) -> list[tuple[str, int]]:
     """The few-shot examples: `few_shot` gold rows of the configured source, seeded, round-robin over labels."""
-    from zuoxiao.core.datasource import read_labelled
+    from zuoxiao.core.goldsets import read_labelled
 
     llm = cfg.label.teacher.llm
     if llm.few_shot == 0:

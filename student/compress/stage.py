@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from zuoxiao.core.config import save_resolved
 from zuoxiao.core.config.views import CompressView
-from zuoxiao.core.datasource import read_labelled
 from zuoxiao.core.errors import InputError
+from zuoxiao.core.goldsets import read_labelled
 from zuoxiao.core.metrics import agreement, classification_metrics
 from zuoxiao.core.paths import StagePaths
 from zuoxiao.core.results import CompressResult

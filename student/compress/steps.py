@@ -111,7 +111,7 @@ def _dev_rows(ctx, rows: int | None):
     """(texts, gold) of a seeded sample of task.dev, or None without task.dev."""
     if ctx.cfg.task.dev is None:
         return None
-    from zuoxiao.core.datasource import read_labelled
+    from zuoxiao.core.goldsets import read_labelled
     from zuoxiao.student.compress.vocab_auto import sample_dev
 
     data = read_labelled(ctx.cfg.task.dev, ctx.label_names)

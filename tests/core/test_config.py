@@ -69,8 +69,8 @@ def test_validate_cli_exit_codes(tmp_path, capsys):
 
 def test_read_labelled_skips_empty_files_and_names_the_source(tmp_path):
     from zuoxiao.core.config import DataSource
-    from zuoxiao.core.datasource import read_labelled
     from zuoxiao.core.errors import InputError
+    from zuoxiao.core.goldsets import read_labelled
 
     (tmp_path / "a.jsonl").write_text("")
     (tmp_path / "b.jsonl").write_text('{"text": "hi", "label": "x"}\n{"text": " ", "label": "y"}\n')

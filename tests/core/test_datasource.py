@@ -9,8 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from zuoxiao.core.config import DataSource
-from zuoxiao.core.datasource import csv_records, iter_rows, parse_rows, read_labelled
+from zuoxiao.core.datasource import csv_records, iter_rows, parse_rows
 from zuoxiao.core.errors import InputError
+from zuoxiao.core.goldsets import read_labelled
 
 UNCLOSED = b"id,label,text\n1,positive,fine\n2,negative,\"dull and\n3,positive,good\n4,negative,bad\n5,positive,ok\n"
 

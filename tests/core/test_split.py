@@ -17,8 +17,8 @@ from rich.console import Console
 
 from tests.run.conftest import REPO
 from zuoxiao.core.config import DataSource, load_config, parse_config, save_resolved
-from zuoxiao.core.datasource import read_labelled
 from zuoxiao.core.errors import ConfigError, InputError
+from zuoxiao.core.goldsets import read_labelled
 from zuoxiao.core.split import prepare_data, split_counts
 
 CLASSES = [f"intent_{c}" for c in range(7)]

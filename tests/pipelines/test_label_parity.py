@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from zuoxiao.core.config import DataSource
-from zuoxiao.core.datasource import read_labelled
+from zuoxiao.core.goldsets import read_labelled
 from zuoxiao.core.labelout import read_rows
 from zuoxiao.pipelines.label import label_from_config
 

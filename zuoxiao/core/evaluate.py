@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from zuoxiao.core.config.base import DataSource
-from zuoxiao.core.datasource import read_labelled
+from zuoxiao.core.goldsets import read_labelled
 from zuoxiao.core.metrics import classification_metrics
 
 

@@ -2,7 +2,7 @@
 how a file that mostly does not parse is refused.
 
 The label stage (pipelines/validate.py) turns bad rows into dead letters; the gold-set reader
-(`zuoxiao.core.datasource.read_labelled`, behind finetune.data, task.dev and task.eval) skips them and
+(`zuoxiao.core.goldsets.read_labelled`, behind finetune.data, task.dev and task.eval) skips them and
 counts them; `zuoxiao validate --data` (zuoxiao/core/datacheck.py) predicts both. All three name a bad
 row with the same reasons, so a row that is a dead letter in one stage is skipped in the others:
 

@@ -1,7 +1,7 @@
 """What one input row means, for every reader alike: its text hash (cache key, default id) and its gold
 label normalised to a string, so `1`, `1.0`, `" 1 "`, `"1.0"` and `True`/`"True"` parse the same in the
 label stage (pipelines/validate.py, pipelines/label_names.py) and in `task.eval`, `task.dev` and
-`finetune.data` (zuoxiao/core/datasource.py). A JSONL `1.0`, a Parquet int64 `1` and a CSV cell `" 1 "`
+`finetune.data` (zuoxiao/core/goldsets.py). A JSONL `1.0`, a Parquet int64 `1` and a CSV cell `" 1 "`
 are the same class: the format a file happens to be in must not change what its labels mean.
 """
 

@@ -25,9 +25,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from zuoxiao.core.config import Config, DataSource, parse_config
-from zuoxiao.core.datasource import policy_rows
 from zuoxiao.core.errors import InputError
 from zuoxiao.core.fingerprint import data_fingerprint, digest
+from zuoxiao.core.goldsets import policy_rows
 from zuoxiao.core.rowpolicy import Skips
 from zuoxiao.core.shards import sha256_file
 
@@ -146,7 +146,7 @@ def _build(root: Path, target: Path, key: str, kind: str, source: DataSource, se
 
 def _read(source: DataSource, key: str) -> tuple[list[tuple], dict]:
     """Usable rows as (normalised label or None, text, id or None), and the rows left out: the row policy
-    every stage shares (zuoxiao.core.datasource.policy_rows)."""
+    every stage shares (zuoxiao.core.goldsets.policy_rows)."""
     skips = Skips()
     rows = []
     for row, text, label in policy_rows(source, skips, where=f"{key}: "):
