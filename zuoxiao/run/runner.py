@@ -81,14 +81,14 @@ def run_job(cfg, force=(), stage_fns: dict | None = None, console=None) -> dict:
     """Run (or resume) the job; returns the summary dict with "exit_code" (0 ok, 3 gate failed)."""
     from rich.console import Console
 
-    cfg, data = prepare_data(cfg)  # task.split / sample: -> plain files every stage reads (and fingerprints)
-    chain = active_stages(cfg)
     force = list(force or [])
     unknown = [f for f in force if f not in STAGES and f != "all"]
     if unknown:
         raise ConfigError(f"--force {unknown}: unknown stage; choose from {list(STAGES)} or 'all'")
     out = Path(cfg.output_dir)
-    with RunLock(out):
+    with RunLock(out):  # a second run on this output dir waits for nothing: exit 4 before it reads any data
+        cfg, data = prepare_data(cfg)  # task.split / sample: -> plain files every stage reads (and fingerprints)
+        chain = active_stages(cfg)
         run_id, resumed = H.pick_run_id(cfg.run.run_id, out)
         paths = StagePaths(out / "runs" / run_id)
         (paths.root / "logs").mkdir(parents=True, exist_ok=True)
