@@ -4,21 +4,35 @@ Fitted on the same gold rows as the teacher and scored on the same dev/eval sets
 fine-tuned transformer worth its cost here?" in seconds. Features are word 1-2-grams plus character
 2-5-grams within word boundaries (robust to typos and to the short fragments of SST-2); the inverse
 regularisation strength C is picked on the dev set from a small grid, so the baseline is a fair one.
+
+`save(dir)` / `TfidfBaseline.load(dir)` keep a fitted baseline without pickle (a project security rule:
+unpickling runs arbitrary code): `baseline.json` holds the settings and each vectorizer's parameters and
+vocabulary (terms in feature-index order), `baseline.safetensors` the arrays (idf per vectorizer, the
+logistic regression's coef/intercept/classes). Loading rebuilds the scikit-learn objects by setting their
+fitted attributes, so a blended teacher (teacher/blend.py) labels with exactly the fitted baseline.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
+from zuoxiao.core.errors import InputError
 from zuoxiao.core.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 
 #: Inverse regularisation strengths tried (picked on dev).
 C_GRID = (1.0, 4.0, 16.0)
+#: The files `TfidfBaseline.save` writes into its directory.
+JSON_FILE, ARRAYS_FILE = "baseline.json", "baseline.safetensors"
+#: Vectorizer parameters that are saved (plain values; callables and dtype stay at their defaults).
+_PARAMS = ("analyzer", "binary", "lowercase", "max_df", "max_features", "min_df", "ngram_range", "norm",
+           "smooth_idf", "strip_accents", "sublinear_tf", "token_pattern", "use_idf", "encoding", "decode_error")
 
 
 class TfidfBaseline:
@@ -58,6 +72,83 @@ class TfidfBaseline:
         out = np.zeros((len(texts), self.num_classes), dtype=np.float32)
         out[:, self.model.classes_] = proba
         return out
+
+    def save(self, directory: str | Path) -> Path:
+        """Write baseline.json + baseline.safetensors into ``directory`` (created); returns it."""
+        from safetensors.numpy import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        arrays, vectorizers = {}, []
+        for name, vec in self.vectorizer.transformer_list:
+            params = {k: v for k, v in vec.get_params().items() if k in _PARAMS}
+            vocab = [""] * len(vec.vocabulary_)
+            for term, i in vec.vocabulary_.items():
+                vocab[i] = term
+            vectorizers.append({"name": name, "params": params, "vocabulary": vocab})
+            arrays[f"{name}.idf"] = np.asarray(vec.idf_, dtype=np.float64)
+        classes = np.asarray(self.model.classes_, dtype=np.int64)
+        arrays["classes"] = classes
+        if isinstance(self.model, _Constant):
+            model_kind = "constant"
+        else:
+            model_kind = "logreg"
+            arrays["coef"] = np.ascontiguousarray(self.model.coef_, dtype=np.float64)
+            arrays["intercept"] = np.asarray(self.model.intercept_, dtype=np.float64)
+        meta = {"kind": "tfidf+logreg", "format": 1, "model": model_kind, "C": self.C, "seed": self.seed,
+                "num_classes": self.num_classes, "max_features": self.max_features, "vectorizers": vectorizers}
+        save_file(arrays, str(d / ARRAYS_FILE))
+        (d / JSON_FILE).write_text(json.dumps(meta, ensure_ascii=False))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TfidfBaseline:
+        """The baseline `save` wrote into ``directory``; a missing or damaged file is an InputError naming it."""
+        from safetensors.numpy import load_file
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import FeatureUnion
+
+        d = Path(directory)
+        meta_path, arrays_path = d / JSON_FILE, d / ARRAYS_FILE
+        for f in (meta_path, arrays_path):
+            if not f.is_file():
+                raise InputError(f"baseline file {f} is missing; re-run `zuoxiao finetune-teacher` to write it, or "
+                                 f"remove {d.parent / 'blend.json'} to label with the transformer alone")
+        try:
+            meta = json.loads(meta_path.read_text())
+            arrays = load_file(str(arrays_path))
+            base = cls(int(meta["num_classes"]), C=float(meta["C"]), seed=int(meta["seed"]),
+                       max_features=int(meta["max_features"]))
+            parts = []
+            for v in meta["vectorizers"]:
+                params = {**v["params"], "ngram_range": tuple(v["params"]["ngram_range"])}
+                vec = TfidfVectorizer(**params)
+                vec.vocabulary_ = {term: i for i, term in enumerate(v["vocabulary"])}
+                vec.fixed_vocabulary_ = False
+                vec.idf_ = arrays[f"{v['name']}.idf"]  # checks len(idf) == len(vocabulary)
+                parts.append((v["name"], vec))
+            base.vectorizer = FeatureUnion(parts)
+            classes = arrays["classes"]
+            if meta["model"] == "constant":
+                base.model = _Constant(int(classes[0]))
+            else:
+                width = sum(len(v["vocabulary"]) for v in meta["vectorizers"])
+                coef, intercept = arrays["coef"], arrays["intercept"]
+                if coef.shape[1] != width or len(intercept) != coef.shape[0]:
+                    raise ValueError(f"coef {coef.shape} / intercept {intercept.shape} do not fit {width} features")
+                model = LogisticRegression(C=base.C, max_iter=1000, random_state=base.seed)
+                model.coef_, model.intercept_, model.classes_ = coef, intercept, classes
+                model.n_features_in_ = width
+                base.model = model
+            if classes.min() < 0 or classes.max() >= base.num_classes:
+                raise ValueError(f"classes {classes.tolist()} outside 0..{base.num_classes - 1}")
+        except InputError:
+            raise
+        except Exception as err:  # noqa: BLE001 - JSON, safetensors, missing keys, shapes: one clear message
+            raise InputError(f"baseline in {d} is damaged ({type(err).__name__}: {err}); files {meta_path.name} "
+                             f"and {arrays_path.name}: re-run `zuoxiao finetune-teacher` to write them again") from None
+        return base
 
 
 def _scores(model: TfidfBaseline, texts: list[str], labels: list[int], num_classes: int) -> dict | None:

@@ -1,7 +1,9 @@
 """A teacher ensemble that the label stage can use like one classifier (`label.teacher.members`).
 
 Each member is a sequence classifier with its own tokenizer (members may come from different model
-families), so the ensemble takes *texts* and tokenises them per member. The combined output is returned
+families), so the ensemble takes *texts* and tokenises them per member. A member may also be any object
+with ``predict_texts(texts) -> logits [N, C]`` and ``fingerprint()`` (e.g. the TF-IDF baseline of a
+blended teacher, teacher/blend.py): it is run as is, with no tokenizer. The combined output is returned
 as logits whose softmax is the ensemble's distribution:
 
     prob:    p(c) = sum_m w_m softmax(z_m)(c)                   -> logits = log p
@@ -50,6 +52,7 @@ class EnsembleClassifier:
         self.label_names = list(label_names)
         self.combine = combine
         self.max_length = max_length
+        self.blend: dict | None = None  # set by teacher.blend.load_blend: {baseline_weight, baseline_dir}
         self.config = SimpleNamespace(num_labels=len(label_names), id2label=dict(enumerate(label_names)),
                                       label2id={n: i for i, n in enumerate(label_names)})
         self.training = False
@@ -68,7 +71,9 @@ class EnsembleClassifier:
         """texts -> ensemble logits [N, C] float32; each member tokenises the texts its own way."""
         if not texts:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
-        per_member = [predict_logits(m["model"], m["tokenizer"], texts, max_length or self.max_length, batch_size)
+        max_length = max_length or self.max_length
+        per_member = [m["model"].predict_texts(texts, max_length, batch_size) if hasattr(m["model"], "predict_texts")
+                      else predict_logits(m["model"], m["tokenizer"], texts, max_length, batch_size)
                       for m in self.members]
         return combine_logits(per_member, [m["weight"] for m in self.members], self.combine)
 

@@ -12,7 +12,9 @@ What makes the defaults work on 2 to 77 classes without tuning:
 - early stopping and the kept weights are decided on the dev set (task.dev, or a stratified slice of
   the gold rows), never on task.eval;
 - a TF-IDF + logistic-regression baseline (teacher/baseline.py) is fitted on the same rows, and a
-  teacher that does not beat it by `min_gain_over_baseline` stops the run (exit 3) before labelling.
+  teacher that does not beat it by `min_gain_over_baseline` stops the run (exit 3) before labelling;
+- where the two are complementary, the teacher that labels is their probability blend (teacher/blend.py,
+  `blend_baseline`), chosen on dev; metrics.json's top-level accuracy is then the blend's.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ import torch.nn.functional as F
 from zuoxiao.core.config import Config, save_resolved
 from zuoxiao.core.datasource import read_labelled
 from zuoxiao.core.errors import ConfigError, GateFailed
-from zuoxiao.core.evaluate import evaluate_texts
+from zuoxiao.core.evaluate import evaluate_texts, predict_logits
 from zuoxiao.core.loop import LoopSpec, fit, make_accelerator
+from zuoxiao.core.metrics import classification_metrics
 from zuoxiao.core.modelio import count_params, freeze_word_embeddings, save_model_dir
 from zuoxiao.core.shards import write_json_atomic
 from zuoxiao.teacher.baseline import fit_baseline
+from zuoxiao.teacher.blend import choose_blend, remove_blend, save_blend
 from zuoxiao.teacher.model import load_classifier, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -288,22 +292,27 @@ def finetune_teacher(cfg: Config, out_dir: Path, keep_trials: bool = False) -> d
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("model.safetensors", "config.json"):  # a failed gate must not leave an old teacher behind
         (out_dir / stale).unlink(missing_ok=True)
+    remove_blend(out_dir)  # nor an old blend: this run decides afresh
     accelerator = make_accelerator(ft.optim.mixed_precision, out_dir, cpu=ft.teacher.device == "cpu")
     evals = {"eval": splits.eval} if splits.eval else {}
-    _, baseline = fit_baseline(splits.train, splits.dev, evals, len(names), cfg.seed)
+    base_model, baseline = fit_baseline(splits.train, splits.dev, evals, len(names), cfg.seed)
     if ft.search is not None:
         model, tokenizer, info, search = run_search(cfg, splits, accelerator, out_dir, keep_trials)
     else:
         model, tokenizer, info = train_candidate(cfg, splits, accelerator, out_dir, ft.optim.lr, None)
         search = None
-    teacher = {"dev": _scores(model, tokenizer, splits.dev, len(names), max_len),
-               "eval": _scores(model, tokenizer, splits.eval, len(names), max_len)}
-    gate = _gate(ft, teacher["dev"]["accuracy"], baseline["dev"]["accuracy"])
+    logits = {k: predict_logits(model, tokenizer, xy[0], max_len) if xy and xy[0] else None
+              for k, xy in (("dev", splits.dev), ("eval", splits.eval))}
+    teacher = {k: None if z is None else classification_metrics(z.argmax(-1), np.asarray(xy[1]), len(names))
+               for (k, z), xy in zip(logits.items(), (splits.dev, splits.eval), strict=True)}
+    gate = _gate(ft, teacher["dev"]["accuracy"], baseline["dev"]["accuracy"])  # the transformer alone
+    blend = choose_blend(ft, base_model, logits, splits, len(names)) if ft.blend_baseline == "auto" else None
     counts = count_params(model)
-    headline = teacher["eval"] or teacher["dev"]
+    # the top-level numbers are the labelling teacher's: the blend's when one is kept
+    headline = (blend["eval"] or blend["dev"]) if blend and blend["chosen"] else (teacher["eval"] or teacher["dev"])
     metrics = {
         **headline, "eval_source": "task.eval" if teacher["eval"] else "dev", "dev_source": splits.dev_source,
-        "teacher": teacher, "baseline": baseline, "gate": gate, "search": search,
+        "teacher": teacher, "baseline": baseline, "blend": blend, "gate": gate, "search": search,
         "label_names": names, "train_rows": len(splits.train[0]), "dev_rows": len(splits.dev[0]),
         "skipped_rows": splits.skipped, "params": counts["params"],
         "non_embedding_params": counts["non_embedding_params"], "base": ft.teacher.path,
@@ -315,6 +324,8 @@ def finetune_teacher(cfg: Config, out_dir: Path, keep_trials: bool = False) -> d
     if accelerator.is_main_process:
         if keep:
             save_model_dir(model, tokenizer, out_dir, names)
+            if blend and blend["chosen"]:
+                save_blend(out_dir, base_model, blend, names)
         save_resolved(cfg, out_dir)
         write_json_atomic(out_dir / "metrics.json", metrics)
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the best weights are the saved model
