@@ -85,6 +85,18 @@ class BaselineMember:
         return self
 
 
+def score_teacher(model, tokenizer, splits, num_classes: int, max_length: int) -> tuple[dict, dict]:
+    """The kept transformer on splits.dev/.eval -> ({split: logits | None}, {split: metrics | None})."""
+    from zuoxiao.core.evaluate import predict_logits
+
+    logits, scores = {}, {}
+    for k, xy in (("dev", splits.dev), ("eval", splits.eval)):
+        logits[k] = predict_logits(model, tokenizer, xy[0], max_length) if xy and xy[0] else None
+        scores[k] = None if logits[k] is None else classification_metrics(
+            logits[k].argmax(-1), np.asarray(xy[1]), num_classes)
+    return logits, scores
+
+
 def choose_blend(ft, baseline: TfidfBaseline, logits: dict, splits, num_classes: int) -> dict:
     """Score every weight on dev, pick one (see the module docstring) -> the metrics.json ``blend`` entry.
 

@@ -34,13 +34,12 @@ import torch.nn.functional as F
 from zuoxiao.core.config import Config, save_resolved
 from zuoxiao.core.datasource import read_labelled
 from zuoxiao.core.errors import ConfigError, GateFailed
-from zuoxiao.core.evaluate import evaluate_texts, predict_logits
+from zuoxiao.core.evaluate import evaluate_texts
 from zuoxiao.core.loop import LoopSpec, fit, make_accelerator
-from zuoxiao.core.metrics import classification_metrics
 from zuoxiao.core.modelio import count_params, freeze_word_embeddings, save_model_dir
 from zuoxiao.core.shards import write_json_atomic
 from zuoxiao.teacher.baseline import fit_baseline
-from zuoxiao.teacher.blend import choose_blend, remove_blend, save_blend
+from zuoxiao.teacher.blend import choose_blend, remove_blend, save_blend, score_teacher
 from zuoxiao.teacher.model import load_classifier, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -301,10 +300,7 @@ def finetune_teacher(cfg: Config, out_dir: Path, keep_trials: bool = False) -> d
     else:
         model, tokenizer, info = train_candidate(cfg, splits, accelerator, out_dir, ft.optim.lr, None)
         search = None
-    logits = {k: predict_logits(model, tokenizer, xy[0], max_len) if xy and xy[0] else None
-              for k, xy in (("dev", splits.dev), ("eval", splits.eval))}
-    teacher = {k: None if z is None else classification_metrics(z.argmax(-1), np.asarray(xy[1]), len(names))
-               for (k, z), xy in zip(logits.items(), (splits.dev, splits.eval), strict=True)}
+    logits, teacher = score_teacher(model, tokenizer, splits, len(names), max_len)  # the blend reuses the logits
     gate = _gate(ft, teacher["dev"]["accuracy"], baseline["dev"]["accuracy"])  # the transformer alone
     blend = choose_blend(ft, base_model, logits, splits, len(names)) if ft.blend_baseline == "auto" else None
     counts = count_params(model)
