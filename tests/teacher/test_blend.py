@@ -152,6 +152,10 @@ def test_finetune_keeps_a_blend_that_wins_on_dev_and_labels_with_it(tmp_path, ca
     assert (out / BLEND_FILE).is_file() and (out / "baseline" / JSON_FILE).is_file()
     rec = json.loads((out / BLEND_FILE).read_text())
     assert rec["baseline_weight"] == b["baseline_weight"] and rec["combine"] == "prob"
+    from zuoxiao.core.results import FinetuneResult
+
+    line = FinetuneResult.from_metrics(out, m).headline_text()  # the run console's finetune line says so
+    assert f"labels with the teacher + baseline blend (baseline weight {b['baseline_weight']:g})" in line, line
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["blend"]["grid"] == b["grid"] and on_disk["accuracy"] == m["accuracy"]
     # the dir loads as the blend; measured on task.eval it reproduces the recorded blend accuracy
