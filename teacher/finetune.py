@@ -302,10 +302,14 @@ def finetune_teacher(cfg: Config, out_dir: Path, keep_trials: bool = False) -> d
         search = None
     logits, teacher = score_teacher(model, tokenizer, splits, len(names), max_len)  # the blend reuses the logits
     gate = _gate(ft, teacher["dev"]["accuracy"], baseline["dev"]["accuracy"])  # the transformer alone
+    keep = gate["passed"] or ft.allow_below_baseline
     blend = choose_blend(ft, base_model, logits, splits, len(names)) if ft.blend_baseline == "auto" else None
     counts = count_params(model)
     # the top-level numbers are the labelling teacher's: the blend's when one is kept
-    headline = (blend["eval"] or blend["dev"]) if blend and blend["chosen"] else (teacher["eval"] or teacher["dev"])
+    blended = keep and blend is not None and blend["chosen"]
+    if blend is not None:
+        blend["saved"] = blended  # chosen on dev, and the teacher is saved (not stopped by the gate)
+    headline = (blend["eval"] or blend["dev"]) if blended else (teacher["eval"] or teacher["dev"])
     metrics = {
         **headline, "eval_source": "task.eval" if teacher["eval"] else "dev", "dev_source": splits.dev_source,
         "teacher": teacher, "baseline": baseline, "blend": blend, "gate": gate, "search": search,
@@ -316,11 +320,10 @@ def finetune_teacher(cfg: Config, out_dir: Path, keep_trials: bool = False) -> d
     }
     log.info("finetune: teacher dev accuracy %.4f, TF-IDF baseline %.4f (gain %+.2f points)",
              gate["teacher"], gate["baseline"], gate["gain_points"])
-    keep = gate["passed"] or ft.allow_below_baseline
     if accelerator.is_main_process:
         if keep:
             save_model_dir(model, tokenizer, out_dir, names)
-            if blend and blend["chosen"]:
+            if blended:
                 save_blend(out_dir, base_model, blend, names)
         save_resolved(cfg, out_dir)
         write_json_atomic(out_dir / "metrics.json", metrics)

@@ -13,7 +13,7 @@ from tests.pipelines.tiny_teacher import build_tiny_teacher
 from tests.student.conftest import make_rows, make_tiny_bert, one_thread, write_jsonl
 from zuoxiao.core.config import parse_config
 from zuoxiao.core.config.base import TeacherSpec
-from zuoxiao.core.errors import InputError
+from zuoxiao.core.errors import ConfigError, InputError
 from zuoxiao.core.evaluate import predict_logits
 from zuoxiao.core.fingerprint import teacher_fingerprint
 from zuoxiao.teacher.baseline import ARRAYS_FILE, JSON_FILE, TfidfBaseline, fit_baseline
@@ -143,7 +143,7 @@ def test_finetune_keeps_a_blend_that_wins_on_dev_and_labels_with_it(tmp_path, ca
     with caplog.at_level(logging.INFO, logger="zuoxiao.teacher.blend"):
         m = finetune_teacher(cfg, out)
     b = m["blend"]
-    assert b["chosen"] and b["gain_points"] >= 20 and 0 < b["baseline_weight"] <= 0.5, b
+    assert b["chosen"] and b["saved"] and b["gain_points"] >= 20 and 0 < b["baseline_weight"] <= 0.5, b
     assert "blend with the TF-IDF baseline kept at baseline weight" in caplog.text
     # the gate still judges the transformer alone (it misses the baseline here; allow_below_baseline)
     assert m["gate"]["teacher"] == m["teacher"]["dev"]["accuracy"] and not m["gate"]["passed"]
@@ -177,6 +177,19 @@ def test_finetune_keeps_a_blend_that_wins_on_dev_and_labels_with_it(tmp_path, ca
                                                                           "head_lr": 1e-9}), out)
     assert not (out / BLEND_FILE).exists() and not (out / "baseline").exists()
     assert not isinstance(load_teacher_dir(str(out)), EnsembleClassifier)
+
+
+def test_a_teacher_stopped_by_the_gate_saves_no_blend(tmp_path):
+    """The gate judges the transformer alone: a blend that would win on dev does not rescue it."""
+    from zuoxiao.core.errors import GateFailed
+
+    base = make_tiny_bert(tmp_path / "base", layers=1, seed=3)
+    cfg = _ft_cfg(tmp_path, base, allow_below_baseline=False, optim={"max_steps": 1, "lr": 1e-9, "head_lr": 1e-9})
+    with pytest.raises(GateFailed, match="min_gain_over_baseline"):
+        finetune_teacher(cfg, tmp_path / "teacher")
+    m = json.loads((tmp_path / "teacher" / "metrics.json").read_text())
+    assert m["blend"]["chosen"] and not m["blend"]["saved"] and m["accuracy"] == m["teacher"]["eval"]["accuracy"]
+    assert not (tmp_path / "teacher" / BLEND_FILE).exists() and not (tmp_path / "teacher" / "baseline").exists()
 
 
 def test_finetune_writes_no_blend_when_it_does_not_gain_on_dev(tmp_path):
@@ -271,3 +284,16 @@ def test_a_damaged_blend_json_is_a_clear_error(tmp_path, blended):
     shutil.rmtree(d / "baseline")
     with pytest.raises(InputError, match=f"{JSON_FILE} is missing"):
         load_teacher_dir(str(d))
+
+
+def test_a_blended_dir_as_an_ensemble_member_joins_as_its_blend(tmp_path, blended):
+    from zuoxiao.teacher.ensemble import load_ensemble
+
+    other = build_tiny_teacher(tmp_path / "other", label_names=["neg", "pos"], seed=6)
+    texts = [r["text"] for r in make_rows(6, seed=8)]
+    ens = load_ensemble([str(blended), {"path": str(other), "weight": 1}], max_length=32)
+    z = torch.tensor(predict_logits(load_classifier(str(other)), load_tokenizer(str(other)), texts, 32))
+    expected = 0.5 * _hand_blend(blended, texts, 0.3) + 0.5 * torch.softmax(z, -1).numpy()
+    np.testing.assert_allclose(torch.softmax(torch.tensor(ens.predict_texts(texts)), -1).numpy(), expected, atol=1e-5)
+    with pytest.raises(ConfigError, match="blended teacher.*combine: prob"):
+        load_ensemble([str(blended), str(other)], combine="logprob")
