@@ -97,12 +97,14 @@ def score_teacher(model, tokenizer, splits, num_classes: int, max_length: int) -
     return logits, scores
 
 
-def choose_blend(ft, baseline: TfidfBaseline, logits: dict, splits, num_classes: int) -> dict:
+def choose_blend(ft, baseline: TfidfBaseline, logits: dict, splits, num_classes: int, keep: bool = True) -> dict:
     """Score every weight on dev, pick one (see the module docstring) -> the metrics.json ``blend`` entry.
 
-    ``logits``: the kept transformer's logits {"dev": [N, C], "eval": [M, C] | None} on splits.dev/.eval.
-    Returns {"mode", "chosen", "baseline_weight", "grid": {w: dev accuracy}, "gain_points", "min_gain",
-    "combine", "dev", "eval"}; dev/eval are the blend's metrics at the chosen weight (None when not chosen).
+    ``logits``: the kept transformer's logits {"dev": [N, C], "eval": [M, C] | None} on splits.dev/.eval;
+    ``keep``: whether the baseline gate keeps the transformer (a blend is saved only with it).
+    Returns {"mode", "chosen", "saved", "baseline_weight", "grid": {w: dev accuracy}, "gain_points",
+    "min_gain", "combine", "dev", "eval"}; dev/eval are the blend's metrics at the chosen weight (None when
+    not chosen).
     """
     dev_x, dev_y = splits.dev
     p_dev = baseline.predict_proba(dev_x)
@@ -113,7 +115,7 @@ def choose_blend(ft, baseline: TfidfBaseline, logits: dict, splits, num_classes:
     best = max(BLEND_WEIGHTS, key=lambda w: (grid[w], -w))  # ties -> the smaller weight
     gain = round(100 * (grid[best] - grid[0.0]), 2)
     chosen = best > 0 and gain >= ft.blend_min_gain
-    out = {"mode": ft.blend_baseline, "chosen": chosen, "baseline_weight": best if chosen else 0.0,
+    out = {"mode": ft.blend_baseline, "chosen": chosen, "saved": chosen and keep, "baseline_weight": best if chosen else 0.0,
            "grid": {f"{w:g}": round(a, 5) for w, a in grid.items()}, "gain_points": gain,
            "min_gain": ft.blend_min_gain, "combine": "prob", "dev": None, "eval": None}
     if chosen:

@@ -303,12 +303,9 @@ def finetune_teacher(cfg: Config, out_dir: Path, keep_trials: bool = False) -> d
     logits, teacher = score_teacher(model, tokenizer, splits, len(names), max_len)  # the blend reuses the logits
     gate = _gate(ft, teacher["dev"]["accuracy"], baseline["dev"]["accuracy"])  # the transformer alone
     keep = gate["passed"] or ft.allow_below_baseline
-    blend = choose_blend(ft, base_model, logits, splits, len(names)) if ft.blend_baseline == "auto" else None
+    blend = choose_blend(ft, base_model, logits, splits, len(names), keep) if ft.blend_baseline == "auto" else None
     counts = count_params(model)
-    # the top-level numbers are the labelling teacher's: the blend's when one is kept
-    blended = keep and blend is not None and blend["chosen"]
-    if blend is not None:
-        blend["saved"] = blended  # chosen on dev, and the teacher is saved (not stopped by the gate)
+    blended = bool(blend and blend["saved"])  # the top-level numbers are the labelling teacher's: the blend's
     headline = (blend["eval"] or blend["dev"]) if blended else (teacher["eval"] or teacher["dev"])
     metrics = {
         **headline, "eval_source": "task.eval" if teacher["eval"] else "dev", "dev_source": splits.dev_source,
