@@ -10,10 +10,13 @@ unpickling runs arbitrary code): `baseline.json` holds the settings and each vec
 vocabulary (terms in feature-index order), `baseline.safetensors` the arrays (idf per vectorizer, the
 logistic regression's coef/intercept/classes). Loading rebuilds the scikit-learn objects by setting their
 fitted attributes, so a blended teacher (teacher/blend.py) labels with exactly the fitted baseline.
+`BaselineMember` (a saved baseline as an ensemble member) and `read_blend` (a teacher dir's blend.json)
+are here rather than in teacher/blend.py so that teacher/ensemble.py can use them without an import cycle.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -30,6 +33,17 @@ log = logging.getLogger(__name__)
 C_GRID = (1.0, 4.0, 16.0)
 #: The files `TfidfBaseline.save` writes into its directory.
 JSON_FILE, ARRAYS_FILE = "baseline.json", "baseline.safetensors"
+#: A blended teacher dir (teacher/blend.py): <teacher>/blend.json and the baseline in <teacher>/baseline/.
+BLEND_FILE, BASELINE_DIR = "blend.json", "baseline"
+#: Floor for log(p) of classes the baseline never saw in training (p = 0): finite logits, same mixture.
+_LOG_FLOOR = 1e-30
+
+
+def baseline_logits(proba: np.ndarray) -> np.ndarray:
+    """Baseline probabilities [N, C] -> logits whose softmax gives them back (log p, 0 floored)."""
+    return np.log(np.clip(np.asarray(proba, dtype=np.float64), _LOG_FLOOR, 1.0)).astype(np.float32)
+
+
 #: Vectorizer parameters that are saved (plain values; callables and dtype stay at their defaults).
 _PARAMS = ("analyzer", "binary", "lowercase", "max_df", "max_features", "min_df", "ngram_range", "norm",
            "smooth_idf", "strip_accents", "sublinear_tf", "token_pattern", "use_idf", "encoding", "decode_error")
@@ -213,3 +227,49 @@ class _Constant:
 
     def predict_proba(self, features) -> np.ndarray:
         return np.ones((features.shape[0], 1))
+
+
+# ---- the baseline as a member of a blended teacher (teacher/blend.py, teacher/ensemble.py) ----
+
+class BaselineMember:
+    """A TfidfBaseline as an ensemble member: texts -> logits (log-probabilities), fingerprinted by its files."""
+
+    def __init__(self, baseline: TfidfBaseline, directory: str | Path):
+        self.baseline, self.directory = baseline, Path(directory)
+        h = hashlib.sha256()
+        for name in (JSON_FILE, ARRAYS_FILE):
+            h.update(name.encode() + b"\0" + (self.directory / name).read_bytes())
+        self._fingerprint = h.hexdigest()[:16]
+
+    @classmethod
+    def load(cls, directory: str | Path) -> BaselineMember:
+        return cls(TfidfBaseline.load(directory), directory)
+
+    def predict_texts(self, texts: list[str], max_length: int | None = None, batch_size: int = 64) -> np.ndarray:
+        return baseline_logits(self.baseline.predict_proba(list(texts)))
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def to(self, device) -> BaselineMember:  # scikit-learn runs on the CPU wherever the transformer runs
+        return self
+
+    def eval(self) -> BaselineMember:
+        return self
+
+
+def read_blend(teacher_dir: str | Path) -> dict | None:
+    """<teacher>/blend.json as a dict, None when the dir holds no blend; a damaged file is an InputError."""
+    p = Path(teacher_dir).expanduser() / BLEND_FILE
+    if not p.is_file():
+        return None
+    try:
+        rec = json.loads(p.read_text())
+        w = float(rec["baseline_weight"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{p} is damaged ({type(err).__name__}: {err}); re-run `zuoxiao finetune-teacher`, or "
+                         "delete it to label with the transformer alone") from None
+    if not 0 < w < 1 or rec.get("combine", "prob") != "prob":
+        raise InputError(f"{p}: baseline_weight={w} must lie in (0, 1) and combine must be 'prob'; re-run "
+                         "`zuoxiao finetune-teacher`, or delete it to label with the transformer alone")
+    return {**rec, "baseline_weight": w}

@@ -16,14 +16,13 @@ blend is written into the teacher dir:
 and every place that loads a teacher dir for labelling (teacher/loader.py `load_teacher_dir`) then gets an
 EnsembleClassifier (teacher/ensemble.py) of the transformer and a BaselineMember, so the mixture maths live
 in one place (ensemble.combine_logits) and the fingerprint covers the baseline's files and the weight.
+(BaselineMember and read_blend are in teacher/baseline.py, which teacher/ensemble.py may import.)
 The transformer's own files are untouched: `from_teacher` students and anything calling load_classifier
 on the dir still get the transformer alone.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -33,21 +32,13 @@ import numpy as np
 from zuoxiao.core.errors import InputError
 from zuoxiao.core.metrics import classification_metrics
 from zuoxiao.core.shards import write_json_atomic
-from zuoxiao.teacher.baseline import ARRAYS_FILE, JSON_FILE, TfidfBaseline
+from zuoxiao.teacher.baseline import BASELINE_DIR, BLEND_FILE, BaselineMember, TfidfBaseline, baseline_logits
 from zuoxiao.teacher.ensemble import EnsembleClassifier, combine_logits
 
 log = logging.getLogger(__name__)
 
-BLEND_FILE, BASELINE_DIR = "blend.json", "baseline"
 #: Baseline weights tried on dev; never above 0.5, so the transformer keeps the majority weight.
 BLEND_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
-#: Floor for log(p) of classes the baseline never saw in training (p = 0): finite logits, same mixture.
-_LOG_FLOOR = 1e-30
-
-
-def baseline_logits(proba: np.ndarray) -> np.ndarray:
-    """Baseline probabilities [N, C] -> logits whose softmax gives them back (log p, 0 floored)."""
-    return np.log(np.clip(np.asarray(proba, dtype=np.float64), _LOG_FLOOR, 1.0)).astype(np.float32)
 
 
 def blend_logits(teacher_logits: np.ndarray, baseline_proba: np.ndarray, weight: float) -> np.ndarray:
@@ -56,33 +47,6 @@ def blend_logits(teacher_logits: np.ndarray, baseline_proba: np.ndarray, weight:
     if weight <= 0:
         return combine_logits([z], [1.0], "prob")
     return combine_logits([z, baseline_logits(baseline_proba)], [1.0 - weight, weight], "prob")
-
-
-class BaselineMember:
-    """A TfidfBaseline as an ensemble member: texts -> logits (log-probabilities), fingerprinted by its files."""
-
-    def __init__(self, baseline: TfidfBaseline, directory: str | Path):
-        self.baseline, self.directory = baseline, Path(directory)
-        h = hashlib.sha256()
-        for name in (JSON_FILE, ARRAYS_FILE):
-            h.update(name.encode() + b"\0" + (self.directory / name).read_bytes())
-        self._fingerprint = h.hexdigest()[:16]
-
-    @classmethod
-    def load(cls, directory: str | Path) -> BaselineMember:
-        return cls(TfidfBaseline.load(directory), directory)
-
-    def predict_texts(self, texts: list[str], max_length: int | None = None, batch_size: int = 64) -> np.ndarray:
-        return baseline_logits(self.baseline.predict_proba(list(texts)))
-
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def to(self, device) -> BaselineMember:  # scikit-learn runs on the CPU wherever the transformer runs
-        return self
-
-    def eval(self) -> BaselineMember:
-        return self
 
 
 def score_teacher(model, tokenizer, splits, num_classes: int, max_length: int) -> tuple[dict, dict]:
@@ -148,23 +112,6 @@ def save_blend(teacher_dir: str | Path, baseline: TfidfBaseline, blend: dict, la
         "label_names": list(label_names), "dev_gain_points": blend["gain_points"],
         "dev_accuracy": (blend["dev"] or {}).get("accuracy"), "grid": blend["grid"],
     })
-
-
-def read_blend(teacher_dir: str | Path) -> dict | None:
-    """<teacher>/blend.json as a dict, None when the dir holds no blend; a damaged file is an InputError."""
-    p = Path(teacher_dir).expanduser() / BLEND_FILE
-    if not p.is_file():
-        return None
-    try:
-        rec = json.loads(p.read_text())
-        w = float(rec["baseline_weight"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise InputError(f"{p} is damaged ({type(err).__name__}: {err}); re-run `zuoxiao finetune-teacher`, or "
-                         "delete it to label with the transformer alone") from None
-    if not 0 < w < 1 or rec.get("combine", "prob") != "prob":
-        raise InputError(f"{p}: baseline_weight={w} must lie in (0, 1) and combine must be 'prob'; re-run "
-                         "`zuoxiao finetune-teacher`, or delete it to label with the transformer alone")
-    return {**rec, "baseline_weight": w}
 
 
 def load_blend(path: str, record: dict, label_names: list[str] | None = None, trust_remote_code: bool = False,

@@ -97,7 +97,7 @@ def load_ensemble(members, label_names: list[str] | None = None, combine: str = 
     A member dir holding blend.json (teacher/blend.py) joins as its transformer and its baseline, its
     weight split (1 - w, w) between them: with ``prob`` that is exactly the blend inside the mixture.
     """
-    from zuoxiao.teacher.blend import BaselineMember, read_blend
+    from zuoxiao.teacher.baseline import BaselineMember, read_blend
     from zuoxiao.teacher.model import label_names_of, load_classifier, load_tokenizer
 
     loaded = []

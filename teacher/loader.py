@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from zuoxiao.teacher.blend import load_blend, read_blend
+from zuoxiao.teacher.baseline import read_blend
+from zuoxiao.teacher.blend import load_blend
 from zuoxiao.teacher.ensemble import EnsembleClassifier, load_ensemble
 from zuoxiao.teacher.model import fingerprint, load_classifier, load_tokenizer
 
