@@ -89,7 +89,7 @@ class TfidfBaseline:
 
     def save(self, directory: str | Path) -> Path:
         """Write baseline.json + baseline.safetensors into ``directory`` (created); returns it."""
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ class TfidfBaseline:
             arrays["intercept"] = np.asarray(self.model.intercept_, dtype=np.float64)
         meta = {"kind": "tfidf+logreg", "format": 1, "model": model_kind, "C": self.C, "seed": self.seed,
                 "num_classes": self.num_classes, "max_features": self.max_features, "vectorizers": vectorizers}
-        save_file(arrays, str(d / ARRAYS_FILE))
+        (d / ARRAYS_FILE).write_bytes(save(arrays))  # (save_file creates the file 0600; this honours the umask)
         (d / JSON_FILE).write_text(json.dumps(meta, ensure_ascii=False))
         return d
 
