@@ -13,6 +13,9 @@ run) gives: teacher_acc (the trial with the shipped defaults), search_teacher_ac
 keeps), and ensemble_acc (the two best trials by dev, probabilities averaged, teacher/ensemble.py).
 baseline_acc is the TF-IDF + logistic-regression baseline fitted on the same gold rows.
 ensemble_with_baseline_acc averages the default teacher's and the baseline's probabilities.
+blend_acc is the teacher the finetune stage itself labels with: its kept teacher blended with the baseline
+at the weight it chose on dev (blend_weight; teacher/blend.py), or that teacher alone when no weight gained
+finetune.blend_min_gain dev points (blend_weight 0).
 best_teacher is the candidate with the best dev accuracy (ties: the cheaper one).
 
 LLM keys (sst2, agnews; `llm_bench`): the embedded SmolLM2-135M-Instruct prompted through the label
@@ -240,11 +243,18 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict]:
     mix = lambda z, p: combine_logits([z, np.log(np.clip(p, 1e-9, 1))], [1, 1], "prob")  # noqa: E731
     mix_dev = acc(mix(t_dev, base.predict_proba(dev_x)), dev_y)
     result_extra["ensemble_with_baseline_acc"] = acc(mix(t_test, base.predict_proba(test_x)), test_y)
+    blend = metrics.get("blend") or {}
+    kept = best if blend.get("chosen") else None  # the search-kept trial is the stage's own teacher
+    result_extra.update(
+        blend_acc=blend["eval"]["accuracy"] if kept else best["eval"]["accuracy"],
+        blend_weight=blend.get("baseline_weight"), blend_dev_grid=blend.get("grid"),
+        blend_gain_dev_points=blend.get("gain_points"))
     candidates = {  # name: (dev accuracy, test accuracy)
         "baseline": (base_m["dev"]["accuracy"], base_m["eval"]["accuracy"]),
         "teacher": (default["dev"]["accuracy"], default["eval"]["accuracy"]),
         "search_teacher": (best["dev"]["accuracy"], best["eval"]["accuracy"]),
         "ensemble_with_baseline": (mix_dev, result_extra["ensemble_with_baseline_acc"]),
+        "blend": (blend["dev"]["accuracy"] if kept else best["dev"]["accuracy"], result_extra["blend_acc"]),
     }
     if ensemble_acc is not None:
         candidates["ensemble"] = (ens_dev, ensemble_acc)

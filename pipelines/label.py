@@ -163,7 +163,7 @@ def label_from_config(
     """
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from zuoxiao.teacher.model import fingerprint, load_classifier, load_tokenizer, resolve_model_path
+    from zuoxiao.teacher.model import fingerprint, load_tokenizer, resolve_model_path
 
     t_start = time.perf_counter()
     lc = cfg.label
@@ -195,8 +195,15 @@ def label_from_config(
 
         # an EnsembleClassifier (label names checked per member) or an LLMTeacher (examples drawn, prior fitted)
         model = load_teacher(lc.teacher, label_names, cfg, teacher_path)
-    else:
-        model = load_classifier(teacher_path, label_names, lc.teacher.trust_remote_code)
+    else:  # a fine-tuned teacher dir with blend.json loads as the transformer blended with its TF-IDF baseline
+        from zuoxiao.teacher.loader import load_teacher_dir
+
+        model = load_teacher_dir(teacher_path, label_names, lc.teacher.trust_remote_code, lc.teacher.max_length)
+    blend = getattr(model, "blend", None)
+    if blend:
+        log.info("label: the teacher is blended with its TF-IDF baseline at weight %g (%s/blend.json): "
+                 "p = %g softmax(teacher) + %g p_baseline", blend["baseline_weight"], teacher_path,
+                 1 - blend["baseline_weight"], blend["baseline_weight"])
     fp = fingerprint(model)
     repr_dim = _repr_dim(model) if lc.store_representation else None
     # An LLM teacher travels as its recipe: workers rebuild it from that, and the manifest records it so
@@ -273,7 +280,7 @@ def label_from_config(
         "teacher": {"path": teacher_path, "resolved": resolve_model_path(teacher_path), "fingerprint": fp,
                     "max_length": lc.teacher.max_length, "repr_dim": repr_dim, "num_threads": num_threads, "device": lc.teacher.device,
                     **({"members": [m.model_dump() for m in members], "combine": lc.teacher.combine}
-                       if members else {}), **llm_record},
+                       if members else {}), **llm_record, **({"blend": blend} if blend else {})},
         "inputs": input_fingerprints(inputs),
         "beam_options": redact_flags(flags),
         "timings": {"setup_s": round(t_setup - t_start, 3), "pipeline_s": round(t_pipeline - t_setup, 3),

@@ -4,21 +4,49 @@ Fitted on the same gold rows as the teacher and scored on the same dev/eval sets
 fine-tuned transformer worth its cost here?" in seconds. Features are word 1-2-grams plus character
 2-5-grams within word boundaries (robust to typos and to the short fragments of SST-2); the inverse
 regularisation strength C is picked on the dev set from a small grid, so the baseline is a fair one.
+
+`save(dir)` / `TfidfBaseline.load(dir)` keep a fitted baseline without pickle (a project security rule:
+unpickling runs arbitrary code): `baseline.json` holds the settings and each vectorizer's parameters and
+vocabulary (terms in feature-index order), `baseline.safetensors` the arrays (idf per vectorizer, the
+logistic regression's coef/intercept/classes). Loading rebuilds the scikit-learn objects by setting their
+fitted attributes, so a blended teacher (teacher/blend.py) labels with exactly the fitted baseline.
+`BaselineMember` (a saved baseline as an ensemble member) and `read_blend` (a teacher dir's blend.json)
+are here rather than in teacher/blend.py so that teacher/ensemble.py can use them without an import cycle.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
+from zuoxiao.core.errors import InputError
 from zuoxiao.core.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 
 #: Inverse regularisation strengths tried (picked on dev).
 C_GRID = (1.0, 4.0, 16.0)
+#: The files `TfidfBaseline.save` writes into its directory.
+JSON_FILE, ARRAYS_FILE = "baseline.json", "baseline.safetensors"
+#: A blended teacher dir (teacher/blend.py): <teacher>/blend.json and the baseline in <teacher>/baseline/.
+BLEND_FILE, BASELINE_DIR = "blend.json", "baseline"
+#: Floor for log(p) of classes the baseline never saw in training (p = 0): finite logits, same mixture.
+_LOG_FLOOR = 1e-30
+
+
+def baseline_logits(proba: np.ndarray) -> np.ndarray:
+    """Baseline probabilities [N, C] -> logits whose softmax gives them back (log p, 0 floored)."""
+    return np.log(np.clip(np.asarray(proba, dtype=np.float64), _LOG_FLOOR, 1.0)).astype(np.float32)
+
+
+#: Vectorizer parameters that are saved (plain values; callables and dtype stay at their defaults).
+_PARAMS = ("analyzer", "binary", "lowercase", "max_df", "max_features", "min_df", "ngram_range", "norm",
+           "smooth_idf", "strip_accents", "sublinear_tf", "token_pattern", "use_idf", "encoding", "decode_error")
 
 
 class TfidfBaseline:
@@ -58,6 +86,83 @@ class TfidfBaseline:
         out = np.zeros((len(texts), self.num_classes), dtype=np.float32)
         out[:, self.model.classes_] = proba
         return out
+
+    def save(self, directory: str | Path) -> Path:
+        """Write baseline.json + baseline.safetensors into ``directory`` (created); returns it."""
+        from safetensors.numpy import save
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        arrays, vectorizers = {}, []
+        for name, vec in self.vectorizer.transformer_list:
+            params = {k: v for k, v in vec.get_params().items() if k in _PARAMS}
+            vocab = [""] * len(vec.vocabulary_)
+            for term, i in vec.vocabulary_.items():
+                vocab[i] = term
+            vectorizers.append({"name": name, "params": params, "vocabulary": vocab})
+            arrays[f"{name}.idf"] = np.asarray(vec.idf_, dtype=np.float64)
+        classes = np.asarray(self.model.classes_, dtype=np.int64)
+        arrays["classes"] = classes
+        if isinstance(self.model, _Constant):
+            model_kind = "constant"
+        else:
+            model_kind = "logreg"
+            arrays["coef"] = np.ascontiguousarray(self.model.coef_, dtype=np.float64)
+            arrays["intercept"] = np.asarray(self.model.intercept_, dtype=np.float64)
+        meta = {"kind": "tfidf+logreg", "format": 1, "model": model_kind, "C": self.C, "seed": self.seed,
+                "num_classes": self.num_classes, "max_features": self.max_features, "vectorizers": vectorizers}
+        (d / ARRAYS_FILE).write_bytes(save(arrays))  # (save_file creates the file 0600; this honours the umask)
+        (d / JSON_FILE).write_text(json.dumps(meta, ensure_ascii=False))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TfidfBaseline:
+        """The baseline `save` wrote into ``directory``; a missing or damaged file is an InputError naming it."""
+        from safetensors.numpy import load_file
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import FeatureUnion
+
+        d = Path(directory)
+        meta_path, arrays_path = d / JSON_FILE, d / ARRAYS_FILE
+        for f in (meta_path, arrays_path):
+            if not f.is_file():
+                raise InputError(f"baseline file {f} is missing; re-run `zuoxiao finetune-teacher` to write it, or "
+                                 f"remove {d.parent / 'blend.json'} to label with the transformer alone")
+        try:
+            meta = json.loads(meta_path.read_text())
+            arrays = load_file(str(arrays_path))
+            base = cls(int(meta["num_classes"]), C=float(meta["C"]), seed=int(meta["seed"]),
+                       max_features=int(meta["max_features"]))
+            parts = []
+            for v in meta["vectorizers"]:
+                params = {**v["params"], "ngram_range": tuple(v["params"]["ngram_range"])}
+                vec = TfidfVectorizer(**params)
+                vec.vocabulary_ = {term: i for i, term in enumerate(v["vocabulary"])}
+                vec.fixed_vocabulary_ = False
+                vec.idf_ = arrays[f"{v['name']}.idf"]  # checks len(idf) == len(vocabulary)
+                parts.append((v["name"], vec))
+            base.vectorizer = FeatureUnion(parts)
+            classes = arrays["classes"]
+            if meta["model"] == "constant":
+                base.model = _Constant(int(classes[0]))
+            else:
+                width = sum(len(v["vocabulary"]) for v in meta["vectorizers"])
+                coef, intercept = arrays["coef"], arrays["intercept"]
+                if coef.shape[1] != width or len(intercept) != coef.shape[0]:
+                    raise ValueError(f"coef {coef.shape} / intercept {intercept.shape} do not fit {width} features")
+                model = LogisticRegression(C=base.C, max_iter=1000, random_state=base.seed)
+                model.coef_, model.intercept_, model.classes_ = coef, intercept, classes
+                model.n_features_in_ = width
+                base.model = model
+            if classes.min() < 0 or classes.max() >= base.num_classes:
+                raise ValueError(f"classes {classes.tolist()} outside 0..{base.num_classes - 1}")
+        except InputError:
+            raise
+        except Exception as err:  # noqa: BLE001 - JSON, safetensors, missing keys, shapes: one clear message
+            raise InputError(f"baseline in {d} is damaged ({type(err).__name__}: {err}); files {meta_path.name} "
+                             f"and {arrays_path.name}: re-run `zuoxiao finetune-teacher` to write them again") from None
+        return base
 
 
 def _scores(model: TfidfBaseline, texts: list[str], labels: list[int], num_classes: int) -> dict | None:
@@ -122,3 +227,49 @@ class _Constant:
 
     def predict_proba(self, features) -> np.ndarray:
         return np.ones((features.shape[0], 1))
+
+
+# ---- the baseline as a member of a blended teacher (teacher/blend.py, teacher/ensemble.py) ----
+
+class BaselineMember:
+    """A TfidfBaseline as an ensemble member: texts -> logits (log-probabilities), fingerprinted by its files."""
+
+    def __init__(self, baseline: TfidfBaseline, directory: str | Path):
+        self.baseline, self.directory = baseline, Path(directory)
+        h = hashlib.sha256()
+        for name in (JSON_FILE, ARRAYS_FILE):
+            h.update(name.encode() + b"\0" + (self.directory / name).read_bytes())
+        self._fingerprint = h.hexdigest()[:16]
+
+    @classmethod
+    def load(cls, directory: str | Path) -> BaselineMember:
+        return cls(TfidfBaseline.load(directory), directory)
+
+    def predict_texts(self, texts: list[str], max_length: int | None = None, batch_size: int = 64) -> np.ndarray:
+        return baseline_logits(self.baseline.predict_proba(list(texts)))
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def to(self, device) -> BaselineMember:  # scikit-learn runs on the CPU wherever the transformer runs
+        return self
+
+    def eval(self) -> BaselineMember:
+        return self
+
+
+def read_blend(teacher_dir: str | Path) -> dict | None:
+    """<teacher>/blend.json as a dict, None when the dir holds no blend; a damaged file is an InputError."""
+    p = Path(teacher_dir).expanduser() / BLEND_FILE
+    if not p.is_file():
+        return None
+    try:
+        rec = json.loads(p.read_text())
+        w = float(rec["baseline_weight"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{p} is damaged ({type(err).__name__}: {err}); re-run `zuoxiao finetune-teacher`, or "
+                         "delete it to label with the transformer alone") from None
+    if not 0 < w < 1 or rec.get("combine", "prob") != "prob":
+        raise InputError(f"{p}: baseline_weight={w} must lie in (0, 1) and combine must be 'prob'; re-run "
+                         "`zuoxiao finetune-teacher`, or delete it to label with the transformer alone")
+    return {**rec, "baseline_weight": w}

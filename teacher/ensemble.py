@@ -1,7 +1,9 @@
 """A teacher ensemble that the label stage can use like one classifier (`label.teacher.members`).
 
 Each member is a sequence classifier with its own tokenizer (members may come from different model
-families), so the ensemble takes *texts* and tokenises them per member. The combined output is returned
+families), so the ensemble takes *texts* and tokenises them per member. A member may also be any object
+with ``predict_texts(texts) -> logits [N, C]`` and ``fingerprint()`` (e.g. the TF-IDF baseline of a
+blended teacher, teacher/blend.py): it is run as is, with no tokenizer. The combined output is returned
 as logits whose softmax is the ensemble's distribution:
 
     prob:    p(c) = sum_m w_m softmax(z_m)(c)                   -> logits = log p
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -50,6 +53,7 @@ class EnsembleClassifier:
         self.label_names = list(label_names)
         self.combine = combine
         self.max_length = max_length
+        self.blend: dict | None = None  # set by teacher.blend.load_blend: {baseline_weight, baseline_dir}
         self.config = SimpleNamespace(num_labels=len(label_names), id2label=dict(enumerate(label_names)),
                                       label2id={n: i for i, n in enumerate(label_names)})
         self.training = False
@@ -68,7 +72,9 @@ class EnsembleClassifier:
         """texts -> ensemble logits [N, C] float32; each member tokenises the texts its own way."""
         if not texts:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
-        per_member = [predict_logits(m["model"], m["tokenizer"], texts, max_length or self.max_length, batch_size)
+        max_length = max_length or self.max_length
+        per_member = [m["model"].predict_texts(texts, max_length, batch_size) if hasattr(m["model"], "predict_texts")
+                      else predict_logits(m["model"], m["tokenizer"], texts, max_length, batch_size)
                       for m in self.members]
         return combine_logits(per_member, [m["weight"] for m in self.members], self.combine)
 
@@ -88,7 +94,10 @@ def load_ensemble(members, label_names: list[str] | None = None, combine: str = 
 
     Members must be task-trained classifiers with identical label names; when ``label_names`` (the
     task's) is given, they must match it too. Any mismatch is a ConfigError naming each member's labels.
+    A member dir holding blend.json (teacher/blend.py) joins as its transformer and its baseline, its
+    weight split (1 - w, w) between them: with ``prob`` that is exactly the blend inside the mixture.
     """
+    from zuoxiao.teacher.baseline import BaselineMember, read_blend
     from zuoxiao.teacher.model import label_names_of, load_classifier, load_tokenizer
 
     loaded = []
@@ -100,8 +109,18 @@ def load_ensemble(members, label_names: list[str] | None = None, combine: str = 
         else:
             path, weight = spec.path, spec.weight
         model = load_classifier(path, None, trust_remote_code)
-        loaded.append({"path": path, "weight": float(weight), "model": model,
+        blend = read_blend(path) if not str(path).startswith("embedded") else None
+        if blend is not None and combine != "prob":
+            raise ConfigError(f"label.teacher.members: {path} is a blended teacher (blend.json), which mixes "
+                              f"probabilities; combine={combine!r} cannot hold it: use combine: prob, or delete "
+                              f"{path}/blend.json to use its transformer alone")
+        w = blend["baseline_weight"] if blend else 0.0
+        loaded.append({"path": path, "weight": float(weight) * (1 - w), "model": model,
                        "tokenizer": load_tokenizer(path, trust_remote_code), "labels": label_names_of(model)})
+        if blend:
+            base_dir = Path(path).expanduser() / blend.get("baseline_dir", "baseline")
+            loaded.append({"path": str(base_dir), "weight": float(weight) * w, "model": BaselineMember.load(base_dir),
+                           "tokenizer": None, "labels": label_names_of(model)})
     first = loaded[0]["labels"]
     differ = [m for m in loaded if m["labels"] != first]
     if differ:

@@ -12,7 +12,9 @@ What makes the defaults work on 2 to 77 classes without tuning:
 - early stopping and the kept weights are decided on the dev set (task.dev, or a stratified slice of
   the gold rows), never on task.eval;
 - a TF-IDF + logistic-regression baseline (teacher/baseline.py) is fitted on the same rows, and a
-  teacher that does not beat it by `min_gain_over_baseline` stops the run (exit 3) before labelling.
+  teacher that does not beat it by `min_gain_over_baseline` stops the run (exit 3) before labelling;
+- where the two are complementary, the teacher that labels is their probability blend (teacher/blend.py,
+  `blend_baseline`), chosen on dev; metrics.json's top-level accuracy is then the blend's.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from zuoxiao.core.loop import LoopSpec, fit, make_accelerator
 from zuoxiao.core.modelio import count_params, freeze_word_embeddings, save_model_dir
 from zuoxiao.core.shards import write_json_atomic
 from zuoxiao.teacher.baseline import fit_baseline
+from zuoxiao.teacher.blend import choose_blend, remove_blend, save_blend, score_teacher
 from zuoxiao.teacher.model import load_classifier, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -288,22 +291,25 @@ def finetune_teacher(cfg: Config, out_dir: Path, keep_trials: bool = False) -> d
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("model.safetensors", "config.json"):  # a failed gate must not leave an old teacher behind
         (out_dir / stale).unlink(missing_ok=True)
+    remove_blend(out_dir)  # nor an old blend: this run decides afresh
     accelerator = make_accelerator(ft.optim.mixed_precision, out_dir, cpu=ft.teacher.device == "cpu")
     evals = {"eval": splits.eval} if splits.eval else {}
-    _, baseline = fit_baseline(splits.train, splits.dev, evals, len(names), cfg.seed)
+    base_model, baseline = fit_baseline(splits.train, splits.dev, evals, len(names), cfg.seed)
     if ft.search is not None:
         model, tokenizer, info, search = run_search(cfg, splits, accelerator, out_dir, keep_trials)
     else:
         model, tokenizer, info = train_candidate(cfg, splits, accelerator, out_dir, ft.optim.lr, None)
         search = None
-    teacher = {"dev": _scores(model, tokenizer, splits.dev, len(names), max_len),
-               "eval": _scores(model, tokenizer, splits.eval, len(names), max_len)}
-    gate = _gate(ft, teacher["dev"]["accuracy"], baseline["dev"]["accuracy"])
+    logits, teacher = score_teacher(model, tokenizer, splits, len(names), max_len)  # the blend reuses the logits
+    gate = _gate(ft, teacher["dev"]["accuracy"], baseline["dev"]["accuracy"])  # the transformer alone
+    keep = gate["passed"] or ft.allow_below_baseline
+    blend = choose_blend(ft, base_model, logits, splits, len(names), keep) if ft.blend_baseline == "auto" else None
     counts = count_params(model)
-    headline = teacher["eval"] or teacher["dev"]
+    blended = bool(blend and blend["saved"])  # the top-level numbers are the labelling teacher's: the blend's
+    headline = (blend["eval"] or blend["dev"]) if blended else (teacher["eval"] or teacher["dev"])
     metrics = {
         **headline, "eval_source": "task.eval" if teacher["eval"] else "dev", "dev_source": splits.dev_source,
-        "teacher": teacher, "baseline": baseline, "gate": gate, "search": search,
+        "teacher": teacher, "baseline": baseline, "blend": blend, "gate": gate, "search": search,
         "label_names": names, "train_rows": len(splits.train[0]), "dev_rows": len(splits.dev[0]),
         "skipped_rows": splits.skipped, "params": counts["params"],
         "non_embedding_params": counts["non_embedding_params"], "base": ft.teacher.path,
@@ -311,10 +317,11 @@ def finetune_teacher(cfg: Config, out_dir: Path, keep_trials: bool = False) -> d
     }
     log.info("finetune: teacher dev accuracy %.4f, TF-IDF baseline %.4f (gain %+.2f points)",
              gate["teacher"], gate["baseline"], gate["gain_points"])
-    keep = gate["passed"] or ft.allow_below_baseline
     if accelerator.is_main_process:
         if keep:
             save_model_dir(model, tokenizer, out_dir, names)
+            if blended:
+                save_blend(out_dir, base_model, blend, names)
         save_resolved(cfg, out_dir)
         write_json_atomic(out_dir / "metrics.json", metrics)
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the best weights are the saved model

@@ -136,7 +136,7 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
     def load_model(self) -> LoadedTeacher:
         import torch
 
-        from zuoxiao.teacher.model import load_classifier, load_tokenizer, pick_device
+        from zuoxiao.teacher.model import load_tokenizer, pick_device
 
         # Threads must be set here, in the process that runs inference (env vars do not reach
         # in-memory workers, and N processes x all-cores threads oversubscribe the CPU).
@@ -153,8 +153,10 @@ class TeacherModelHandler(ModelHandler[dict, dict, LoadedTeacher]):
 
             model = load_ensemble(self.members, self.label_names, self.combine, self.max_length,
                                   self.trust_remote_code)
-        else:
-            model = load_classifier(self.path, self.label_names, self.trust_remote_code)
+        else:  # a classifier, or one blended with its TF-IDF baseline (blend.json in the dir: teacher/blend.py)
+            from zuoxiao.teacher.loader import load_teacher_dir
+
+            model = load_teacher_dir(self.path, self.label_names, self.trust_remote_code, self.max_length)
         model.to(device)
         tokenizer = load_tokenizer(self.path, self.trust_remote_code)
         log.info("teacher loaded on %s with %d torch threads", device, threads)

@@ -2,15 +2,34 @@
 prompted causal LM), and the same teacher re-created to be measured on gold rows (EvalTeacher).
 
 Kept apart from teacher.model (single classifiers) and teacher.ensemble (which builds on teacher.model)
-so neither has to import the other's dispatcher.
+so neither has to import the other's dispatcher. A teacher dir holding blend.json (a fine-tuned teacher
+blended with its TF-IDF baseline, teacher/blend.py) loads as that blend wherever a dir is loaded to label
+with or to re-create the labelling teacher (`load_teacher_dir`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from zuoxiao.teacher.ensemble import load_ensemble
+from zuoxiao.teacher.baseline import read_blend
+from zuoxiao.teacher.blend import load_blend
+from zuoxiao.teacher.ensemble import EnsembleClassifier, load_ensemble
 from zuoxiao.teacher.model import fingerprint, load_classifier, load_tokenizer
+
+
+def blend_record(path: str) -> dict | None:
+    """blend.json of a local teacher dir (None for other dirs, embedded names and hub ids)."""
+    return read_blend(path) if not str(path).startswith("embedded") else None
+
+
+def load_teacher_dir(path: str, label_names: list[str] | None = None, trust_remote_code: bool = False,
+                     max_length: int = 128):
+    """The teacher a directory holds: its classifier, or with blend.json the classifier blended with its
+    saved TF-IDF baseline (an EnsembleClassifier whose ``blend`` says at what weight)."""
+    record = blend_record(path)
+    if record is not None:
+        return load_blend(path, record, label_names, trust_remote_code, max_length)
+    return load_classifier(path, label_names, trust_remote_code)
 
 
 def load_teacher(spec, label_names: list[str] | None = None, cfg=None, path: str | None = None):
@@ -24,7 +43,7 @@ def load_teacher(spec, label_names: list[str] | None = None, cfg=None, path: str
         return build_llm_teacher(cfg, label_names, path)
     if spec.members:
         return load_ensemble(spec.members, label_names, spec.combine, spec.max_length, spec.trust_remote_code)
-    return load_classifier(spec.path, label_names, spec.trust_remote_code)
+    return load_teacher_dir(spec.path, label_names, spec.trust_remote_code, spec.max_length)
 
 
 class EvalTeacher:
@@ -53,14 +72,16 @@ class EvalTeacher:
 
     def params(self) -> int:
         mods = [m["model"] for m in self.model.members] if self.kind == "ensemble" else [self.module]
-        return sum(p.numel() for m in mods for p in m.parameters())
+        # torch members only: a blend's TF-IDF baseline (teacher/blend.py) has no parameters to count
+        return sum(p.numel() for m in mods if hasattr(m, "parameters") for p in m.parameters())
 
 
 def load_eval_teacher(recorded: dict, label_names: list[str], trust_remote_code: bool = False) -> EvalTeacher:
     """The teacher that labelled, re-created from what the label stage recorded (the manifest's ``teacher``):
     the prompted LLM from its recipe (same prompt, examples and calibration prior), the ensemble of its
-    members, or the classifier at its path (a fine-tuned one, LoRA-merged LLMs included). Nothing is read
-    from the current config, so train and compress measure exactly the teacher that made the shards.
+    members, or the classifier at its path (a fine-tuned one, LoRA-merged LLMs included; blended with its
+    baseline when the dir holds blend.json). Nothing is read from the current config, so train and compress
+    measure exactly the teacher that made the shards.
     """
     max_length = int(recorded.get("max_length") or 128)
     if recorded.get("llm_recipe"):
@@ -73,5 +94,7 @@ def load_eval_teacher(recorded: dict, label_names: list[str], trust_remote_code:
                                  trust_remote_code)
         return EvalTeacher(ensemble, None, max_length, "ensemble")
     path = recorded["path"]
-    return EvalTeacher(load_classifier(path, label_names, trust_remote_code), load_tokenizer(path, trust_remote_code),
-                       max_length, "classifier")
+    model = load_teacher_dir(path, label_names, trust_remote_code, max_length)
+    if isinstance(model, EnsembleClassifier):  # a blend: combined logits; the transformer is timed and counted
+        return EvalTeacher(model, None, max_length, "ensemble")
+    return EvalTeacher(model, load_tokenizer(path, trust_remote_code), max_length, "classifier")

@@ -112,6 +112,11 @@ class FinetuneResult(StageResult):
             text += f"; eval {_pct(h['teacher_eval_accuracy'])}"
             if h["baseline_eval_accuracy"] is not None:
                 text += f" (baseline {_pct(h['baseline_eval_accuracy'])})"
+        blend = (self.metrics or {}).get("blend") or {}
+        if blend.get("saved"):  # teacher/blend.py: the label stage labels with the blend
+            text += (f"; labels with the teacher + baseline blend (baseline weight {blend['baseline_weight']:g}): "
+                     f"dev {_pct((blend.get('dev') or {}).get('accuracy'))}, "
+                     f"{self.eval_source or 'eval'} {_pct(self.accuracy)}")
         return text
 
 

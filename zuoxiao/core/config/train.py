@@ -103,6 +103,13 @@ class FinetuneConfig(StrictModel):
         "baseline, else the run stops before labelling (exit 3)"
     )
     allow_below_baseline: bool = Field(False, description="keep going when the teacher misses min_gain_over_baseline")
+    blend_baseline: Literal["auto", "off"] = Field(
+        "auto", description="auto: label with (1-w) teacher + w baseline probabilities when a weight w in 0.1..0.5 "
+        "beats the teacher alone on dev by blend_min_gain points (teacher/blend.py); off: the teacher alone"
+    )
+    blend_min_gain: float = Field(
+        0.5, ge=0, description="dev accuracy points the blend must gain over the teacher alone to be kept"
+    )
     adapter: Literal["full", "lora"] = Field(
         "full", description="full: train every weight; lora: PEFT LoRA (e.g. a causal LM such as "
         "embedded:smollm2-135m-instruct as a sequence classifier), merged and saved as plain safetensors"

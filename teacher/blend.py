@@ -1,0 +1,135 @@
+"""A fine-tuned teacher blended with its TF-IDF baseline: chosen on dev, saved beside it, loaded as one teacher.
+
+On tasks where the fine-tuned transformer is weak (TweetEval emoji, 20 classes) the TF-IDF + logistic-
+regression baseline errs on other rows, and the mixture of their probabilities beats both. finetune-teacher
+(teacher/finetune.py) therefore tries
+
+    p = (1 - w) softmax(z_teacher) + w p_baseline      for w in BLEND_WEIGHTS (0 .. 0.5)
+
+on the dev set (the transformer always keeps the majority weight) and keeps the best w only when it beats
+the transformer alone (w = 0) by finetune.blend_min_gain dev points; ties go to the smaller w. A kept
+blend is written into the teacher dir:
+
+    <teacher>/blend.json       {"baseline_weight": w, "combine": "prob", "baseline_dir": "baseline", ...}
+    <teacher>/baseline/        TfidfBaseline.save (JSON + safetensors, no pickle)
+
+and every place that loads a teacher dir for labelling (teacher/loader.py `load_teacher_dir`) then gets an
+EnsembleClassifier (teacher/ensemble.py) of the transformer and a BaselineMember, so the mixture maths live
+in one place (ensemble.combine_logits) and the fingerprint covers the baseline's files and the weight.
+(BaselineMember and read_blend are in teacher/baseline.py, which teacher/ensemble.py may import.)
+The transformer's own files are untouched: `from_teacher` students and anything calling load_classifier
+on the dir still get the transformer alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from zuoxiao.core.errors import InputError
+from zuoxiao.core.metrics import classification_metrics
+from zuoxiao.core.shards import write_json_atomic
+from zuoxiao.teacher.baseline import BASELINE_DIR, BLEND_FILE, BaselineMember, TfidfBaseline, baseline_logits
+from zuoxiao.teacher.ensemble import EnsembleClassifier, combine_logits
+
+log = logging.getLogger(__name__)
+
+#: Baseline weights tried on dev; never above 0.5, so the transformer keeps the majority weight.
+BLEND_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def blend_logits(teacher_logits: np.ndarray, baseline_proba: np.ndarray, weight: float) -> np.ndarray:
+    """log((1 - w) softmax(z) + w p_baseline) [N, C]; w = 0 is the transformer's own log-softmax."""
+    z = np.asarray(teacher_logits, dtype=np.float32)
+    if weight <= 0:
+        return combine_logits([z], [1.0], "prob")
+    return combine_logits([z, baseline_logits(baseline_proba)], [1.0 - weight, weight], "prob")
+
+
+def score_teacher(model, tokenizer, splits, num_classes: int, max_length: int) -> tuple[dict, dict]:
+    """The kept transformer on splits.dev/.eval -> ({split: logits | None}, {split: metrics | None})."""
+    from zuoxiao.core.evaluate import predict_logits
+
+    logits, scores = {}, {}
+    for k, xy in (("dev", splits.dev), ("eval", splits.eval)):
+        logits[k] = predict_logits(model, tokenizer, xy[0], max_length) if xy and xy[0] else None
+        scores[k] = None if logits[k] is None else classification_metrics(
+            logits[k].argmax(-1), np.asarray(xy[1]), num_classes)
+    return logits, scores
+
+
+def choose_blend(ft, baseline: TfidfBaseline, logits: dict, splits, num_classes: int, keep: bool = True) -> dict:
+    """Score every weight on dev, pick one (see the module docstring) -> the metrics.json ``blend`` entry.
+
+    ``logits``: the kept transformer's logits {"dev": [N, C], "eval": [M, C] | None} on splits.dev/.eval;
+    ``keep``: whether the baseline gate keeps the transformer (a blend is saved only with it).
+    Returns {"mode", "chosen", "saved", "baseline_weight", "grid": {w: dev accuracy}, "gain_points",
+    "min_gain", "combine", "dev", "eval"}; dev/eval are the blend's metrics at the chosen weight (None when
+    not chosen).
+    """
+    dev_x, dev_y = splits.dev
+    p_dev = baseline.predict_proba(dev_x)
+    y = np.asarray(dev_y)
+    grid = {}
+    for w in BLEND_WEIGHTS:
+        grid[w] = classification_metrics(blend_logits(logits["dev"], p_dev, w).argmax(-1), y, num_classes)["accuracy"]
+    best = max(BLEND_WEIGHTS, key=lambda w: (grid[w], -w))  # ties -> the smaller weight
+    gain = round(100 * (grid[best] - grid[0.0]), 2)
+    chosen = best > 0 and gain >= ft.blend_min_gain
+    out = {"mode": ft.blend_baseline, "chosen": chosen, "saved": chosen and keep, "baseline_weight": best if chosen else 0.0,
+           "grid": {f"{w:g}": round(a, 5) for w, a in grid.items()}, "gain_points": gain,
+           "min_gain": ft.blend_min_gain, "combine": "prob", "dev": None, "eval": None}
+    if chosen:
+        out["dev"] = classification_metrics(blend_logits(logits["dev"], p_dev, best).argmax(-1), y, num_classes)
+        if splits.eval and logits.get("eval") is not None:
+            ev_x, ev_y = splits.eval
+            z = blend_logits(logits["eval"], baseline.predict_proba(ev_x), best)
+            out["eval"] = classification_metrics(z.argmax(-1), np.asarray(ev_y), num_classes)
+    verdict = (f"kept at baseline weight {best:g}" if chosen else
+               f"not kept (best weight {best:g}, gain below finetune.blend_min_gain={ft.blend_min_gain:g})")
+    log.info("finetune: blend with the TF-IDF baseline %s: dev accuracy %.4f vs the transformer's %.4f "
+             "(%+.2f points; grid %s)", verdict, grid[best], grid[0.0], gain, out["grid"])
+    return out
+
+
+def remove_blend(teacher_dir: str | Path) -> None:
+    """Drop a previous run's blend files (a new fine-tune decides afresh)."""
+    d = Path(teacher_dir)
+    (d / BLEND_FILE).unlink(missing_ok=True)
+    shutil.rmtree(d / BASELINE_DIR, ignore_errors=True)
+
+
+def save_blend(teacher_dir: str | Path, baseline: TfidfBaseline, blend: dict, label_names: list[str]) -> None:
+    """Write <teacher>/baseline/ and <teacher>/blend.json (last: a dir with blend.json is complete)."""
+    d = Path(teacher_dir)
+    remove_blend(d)
+    baseline.save(d / BASELINE_DIR)
+    write_json_atomic(d / BLEND_FILE, {
+        "baseline_weight": blend["baseline_weight"], "combine": "prob", "baseline_dir": BASELINE_DIR,
+        "label_names": list(label_names), "dev_gain_points": blend["gain_points"],
+        "dev_accuracy": (blend["dev"] or {}).get("accuracy"), "grid": blend["grid"],
+    })
+
+
+def load_blend(path: str, record: dict, label_names: list[str] | None = None, trust_remote_code: bool = False,
+               max_length: int = 128) -> EnsembleClassifier:
+    """The transformer at ``path`` and its saved baseline, mixed at the recorded weight (``record`` = blend.json)."""
+    from zuoxiao.teacher.model import label_names_of, load_classifier, load_tokenizer
+
+    model = load_classifier(path, label_names, trust_remote_code)
+    names = label_names_of(model)
+    base_dir = Path(path).expanduser() / record.get("baseline_dir", BASELINE_DIR)
+    member = BaselineMember.load(base_dir)
+    if member.baseline.num_classes != len(names):
+        raise InputError(f"the baseline in {base_dir} has {member.baseline.num_classes} classes, the teacher at "
+                         f"{path} {len(names)} ({names}); re-run `zuoxiao finetune-teacher` to write both again")
+    w = record["baseline_weight"]
+    members = [{"path": str(path), "weight": 1.0 - w, "model": model,
+                "tokenizer": load_tokenizer(path, trust_remote_code), "labels": names},
+               {"path": str(base_dir), "weight": w, "model": member, "tokenizer": None, "labels": names}]
+    ensemble = EnsembleClassifier(members, names, "prob", max_length)
+    ensemble.blend = {"baseline_weight": w, "baseline_dir": str(base_dir)}
+    return ensemble
