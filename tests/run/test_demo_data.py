@@ -65,8 +65,8 @@ def test_realistic_properties():
 
 
 def _matcher(template: str) -> re.Pattern:
-    """A template as a regex over generated text: slots match anything, the fixed words must be there in order
-    (a keyboard typo may change one letter, so only words of the template that survived are required)."""
+    """A template as a regex over lowercased generated text: slots match anything, the template's longer words
+    must appear in order. A keyboard typo in one of them hides that row from it (the held_out flag covers it)."""
     words = [re.escape(w.lower()) for w in re.sub(r"\{\w+\}", " ", template).split() if len(w) > 3]
     return re.compile(".*".join(words))
 
