@@ -59,10 +59,10 @@ def build_tiny_backbone(directory: Path) -> Path:
     from transformers import BertConfig, BertModel
 
     from tests.tiny import wordpiece_tokenizer
-    from zuoxiao.run.demo_data import CONTEXTS, GREETINGS, SIGNOFFS, SLOTS, TEMPLATES
+    from zuoxiao.run.demo_data import CONTEXTS, GREETINGS, HELD_OUT, SIGNOFFS, SLOTS, TEMPLATES
 
     words = set()
-    for src in (*TEMPLATES.values(), CONTEXTS, GREETINGS, SIGNOFFS, *SLOTS.values()):
+    for src in (*TEMPLATES.values(), *HELD_OUT.values(), CONTEXTS, GREETINGS, SIGNOFFS, *SLOTS.values()):
         for t in src:
             words.update(re.findall(r"[a-z]+", t.lower()))
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,!?'#$:()-")

@@ -24,6 +24,8 @@ def test_demo_config_points_at_the_output(tmp_path):
     assert cfg.task.eval.path == str(tmp_path / "d" / "data" / "test.jsonl")
     assert cfg.task.dev.path == str(tmp_path / "d" / "data" / "dev.jsonl")
     assert cfg.finetune.teacher.path == "embedded:all-MiniLM-L6-v2"
+    # the shipped demo's teacher must beat the TF-IDF baseline (its held-out phrasings make that possible)
+    assert cfg.finetune.allow_below_baseline is False and cfg.ship.gate.min_retention >= 0.9
 
 
 def test_demo_end_to_end_on_a_tiny_backbone(tmp_path, tiny_backbone, monkeypatch, capsys):
@@ -32,7 +34,8 @@ def test_demo_end_to_end_on_a_tiny_backbone(tmp_path, tiny_backbone, monkeypatch
     out = tmp_path / "demo"
     tiny = [f"finetune.teacher.path={tiny_backbone}", "finetune.teacher.max_length=32", "finetune.optim.epochs=2",
             "finetune.freeze_embeddings=false", "label.teacher.max_length=32", "train.student.layers=[0]",
-            "train.max_length=32", "train.optim.epochs=1", "compress.latency_runs=3", "ship.gate.min_retention=0.01"]
+            "train.max_length=32", "train.optim.epochs=1", "compress.latency_runs=3", "ship.gate.min_retention=0.01",
+            "finetune.allow_below_baseline=true"]  # a random 2-layer, 32-wide teacher cannot beat TF-IDF
     args = ["demo", "--output", str(out)] + [x for t in tiny for x in ("--set", t)]
     assert main(args) == 0
     text = " ".join(capsys.readouterr().out.split())
