@@ -10,8 +10,9 @@ unpickling runs arbitrary code): `baseline.json` holds the settings and each vec
 vocabulary (terms in feature-index order), `baseline.safetensors` the arrays (idf per vectorizer, the
 logistic regression's coef/intercept/classes). Loading rebuilds the scikit-learn objects by setting their
 fitted attributes, so a blended teacher (teacher/blend.py) labels with exactly the fitted baseline.
-`BaselineMember` (a saved baseline as an ensemble member) and `read_blend` (a teacher dir's blend.json)
-are here rather than in teacher/blend.py so that teacher/ensemble.py can use them without an import cycle.
+`BaselineMember` (a saved baseline as an ensemble member), `read_blend` (a teacher dir's blend.json) and
+`blend_members` (a blended dir as two ensemble members) are here rather than in teacher/blend.py so that
+teacher/ensemble.py can use them without an import cycle.
 """
 
 from __future__ import annotations
@@ -259,7 +260,10 @@ class BaselineMember:
 
 
 def read_blend(teacher_dir: str | Path) -> dict | None:
-    """<teacher>/blend.json as a dict, None when the dir holds no blend; a damaged file is an InputError."""
+    """<teacher>/blend.json as a dict, None when the dir holds no blend (or ``teacher_dir`` is an embedded
+    model name); a damaged file is an InputError."""
+    if str(teacher_dir).startswith("embedded"):
+        return None
     p = Path(teacher_dir).expanduser() / BLEND_FILE
     if not p.is_file():
         return None
@@ -273,3 +277,16 @@ def read_blend(teacher_dir: str | Path) -> dict | None:
         raise InputError(f"{p}: baseline_weight={w} must lie in (0, 1) and combine must be 'prob'; re-run "
                          "`zuoxiao finetune-teacher`, or delete it to label with the transformer alone")
     return {**rec, "baseline_weight": w}
+
+
+def blend_members(path, model, tokenizer, names: list[str], record: dict, weight: float = 1.0) -> list[dict]:
+    """A blended teacher dir as two ensemble members (teacher/ensemble.py): its transformer at
+    ``weight`` x (1 - w) and its saved baseline at ``weight`` x w, w = ``record``'s baseline_weight."""
+    base_dir = Path(path).expanduser() / record.get("baseline_dir", BASELINE_DIR)
+    member = BaselineMember.load(base_dir)
+    if member.baseline.num_classes != len(names):
+        raise InputError(f"the baseline in {base_dir} has {member.baseline.num_classes} classes, the teacher at "
+                         f"{path} {len(names)} ({names}); re-run `zuoxiao finetune-teacher` to write both again")
+    w = record["baseline_weight"]
+    return [{"path": path, "weight": weight * (1 - w), "model": model, "tokenizer": tokenizer, "labels": names},
+            {"path": str(base_dir), "weight": weight * w, "model": member, "tokenizer": None, "labels": names}]

@@ -16,7 +16,7 @@ blend is written into the teacher dir:
 and every place that loads a teacher dir for labelling (teacher/loader.py `load_teacher_dir`) then gets an
 EnsembleClassifier (teacher/ensemble.py) of the transformer and a BaselineMember, so the mixture maths live
 in one place (ensemble.combine_logits) and the fingerprint covers the baseline's files and the weight.
-(BaselineMember and read_blend are in teacher/baseline.py, which teacher/ensemble.py may import.)
+(BaselineMember, read_blend and blend_members are in teacher/baseline.py, which teacher/ensemble.py may import.)
 The transformer's own files are untouched: `from_teacher` students and anything calling load_classifier
 on the dir still get the transformer alone.
 """
@@ -29,10 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from zuoxiao.core.errors import InputError
 from zuoxiao.core.metrics import classification_metrics
 from zuoxiao.core.shards import write_json_atomic
-from zuoxiao.teacher.baseline import BASELINE_DIR, BLEND_FILE, BaselineMember, TfidfBaseline, baseline_logits
+from zuoxiao.teacher.baseline import (
+    BASELINE_DIR,
+    BLEND_FILE,
+    TfidfBaseline,
+    baseline_logits,
+    blend_members,
+)
 from zuoxiao.teacher.ensemble import EnsembleClassifier, combine_logits
 
 log = logging.getLogger(__name__)
@@ -121,15 +126,7 @@ def load_blend(path: str, record: dict, label_names: list[str] | None = None, tr
 
     model = load_classifier(path, label_names, trust_remote_code)
     names = label_names_of(model)
-    base_dir = Path(path).expanduser() / record.get("baseline_dir", BASELINE_DIR)
-    member = BaselineMember.load(base_dir)
-    if member.baseline.num_classes != len(names):
-        raise InputError(f"the baseline in {base_dir} has {member.baseline.num_classes} classes, the teacher at "
-                         f"{path} {len(names)} ({names}); re-run `zuoxiao finetune-teacher` to write both again")
-    w = record["baseline_weight"]
-    members = [{"path": str(path), "weight": 1.0 - w, "model": model,
-                "tokenizer": load_tokenizer(path, trust_remote_code), "labels": names},
-               {"path": str(base_dir), "weight": w, "model": member, "tokenizer": None, "labels": names}]
+    members = blend_members(str(path), model, load_tokenizer(path, trust_remote_code), names, record)
     ensemble = EnsembleClassifier(members, names, "prob", max_length)
-    ensemble.blend = {"baseline_weight": w, "baseline_dir": str(base_dir)}
+    ensemble.blend = {"baseline_weight": record["baseline_weight"], "baseline_dir": members[1]["path"]}
     return ensemble

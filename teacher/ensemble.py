@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -97,7 +96,7 @@ def load_ensemble(members, label_names: list[str] | None = None, combine: str = 
     A member dir holding blend.json (teacher/blend.py) joins as its transformer and its baseline, its
     weight split (1 - w, w) between them: with ``prob`` that is exactly the blend inside the mixture.
     """
-    from zuoxiao.teacher.baseline import BaselineMember, read_blend
+    from zuoxiao.teacher.baseline import blend_members, read_blend
     from zuoxiao.teacher.model import label_names_of, load_classifier, load_tokenizer
 
     loaded = []
@@ -109,18 +108,17 @@ def load_ensemble(members, label_names: list[str] | None = None, combine: str = 
         else:
             path, weight = spec.path, spec.weight
         model = load_classifier(path, None, trust_remote_code)
-        blend = read_blend(path) if not str(path).startswith("embedded") else None
+        blend = read_blend(path)
         if blend is not None and combine != "prob":
             raise ConfigError(f"label.teacher.members: {path} is a blended teacher (blend.json), which mixes "
                               f"probabilities; combine={combine!r} cannot hold it: use combine: prob, or delete "
                               f"{path}/blend.json to use its transformer alone")
-        w = blend["baseline_weight"] if blend else 0.0
-        loaded.append({"path": path, "weight": float(weight) * (1 - w), "model": model,
-                       "tokenizer": load_tokenizer(path, trust_remote_code), "labels": label_names_of(model)})
+        tokenizer = load_tokenizer(path, trust_remote_code)
         if blend:
-            base_dir = Path(path).expanduser() / blend.get("baseline_dir", "baseline")
-            loaded.append({"path": str(base_dir), "weight": float(weight) * w, "model": BaselineMember.load(base_dir),
-                           "tokenizer": None, "labels": label_names_of(model)})
+            loaded += blend_members(path, model, tokenizer, label_names_of(model), blend, float(weight))
+        else:
+            loaded.append({"path": path, "weight": float(weight), "model": model, "tokenizer": tokenizer,
+                           "labels": label_names_of(model)})
     first = loaded[0]["labels"]
     differ = [m for m in loaded if m["labels"] != first]
     if differ:

@@ -17,16 +17,11 @@ from zuoxiao.teacher.ensemble import EnsembleClassifier, load_ensemble
 from zuoxiao.teacher.model import fingerprint, load_classifier, load_tokenizer
 
 
-def blend_record(path: str) -> dict | None:
-    """blend.json of a local teacher dir (None for other dirs, embedded names and hub ids)."""
-    return read_blend(path) if not str(path).startswith("embedded") else None
-
-
 def load_teacher_dir(path: str, label_names: list[str] | None = None, trust_remote_code: bool = False,
                      max_length: int = 128):
     """The teacher a directory holds: its classifier, or with blend.json the classifier blended with its
     saved TF-IDF baseline (an EnsembleClassifier whose ``blend`` says at what weight)."""
-    record = blend_record(path)
+    record = read_blend(path)
     if record is not None:
         return load_blend(path, record, label_names, trust_remote_code, max_length)
     return load_classifier(path, label_names, trust_remote_code)
