@@ -59,7 +59,7 @@ def build_tiny_backbone(directory: Path) -> Path:
     from transformers import BertConfig, BertModel
 
     from tests.tiny import wordpiece_tokenizer
-    from zuoxiao.run.demo_data import CONTEXTS, GREETINGS, HELD_OUT, SIGNOFFS, SLOTS, TEMPLATES
+    from zuoxiao.run.demo_templates import CONTEXTS, GREETINGS, HELD_OUT, SIGNOFFS, SLOTS, TEMPLATES
 
     words = set()
     for src in (*TEMPLATES.values(), *HELD_OUT.values(), CONTEXTS, GREETINGS, SIGNOFFS, *SLOTS.values()):

@@ -6,15 +6,8 @@ import json
 import re
 from collections import Counter
 
-from zuoxiao.run.demo_data import (
-    GENERATOR_VERSION,
-    HELD_OUT,
-    INTENTS,
-    SPLITS,
-    TEMPLATES,
-    generate,
-    write_demo_data,
-)
+from zuoxiao.run.demo_data import GENERATOR_VERSION, SPLITS, generate, write_demo_data
+from zuoxiao.run.demo_templates import HELD_OUT, INTENTS, TEMPLATES
 
 
 def test_deterministic_and_cached_on_disk(tmp_path):
@@ -55,7 +48,7 @@ def test_realistic_properties():
         rate = sum(r["label"] != r["true_label"] for r in truth[split]) / len(truth[split])
         assert lo <= rate <= hi, (split, rate)
     # typos: some words are not in the generator's vocabulary
-    from zuoxiao.run.demo_data import CONTEXTS, GREETINGS, SIGNOFFS, SLOTS
+    from zuoxiao.run.demo_templates import CONTEXTS, GREETINGS, SIGNOFFS, SLOTS
 
     vocab = {w.lower().strip(".,!?:()'") for src in (*TEMPLATES.values(), *HELD_OUT.values(), CONTEXTS, GREETINGS,
                                                      SIGNOFFS, *SLOTS.values())

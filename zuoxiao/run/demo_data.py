@@ -29,9 +29,6 @@ from pathlib import Path
 from zuoxiao.core.shards import write_json_atomic
 from zuoxiao.run.demo_templates import CONTEXTS, GREETINGS, HELD_OUT, INTENTS, SIGNOFFS, SLOTS, TEMPLATES
 
-__all__ = ["CONTEXTS", "GREETINGS", "HELD_OUT", "INTENTS", "SIGNOFFS", "SLOTS", "TEMPLATES", "generate",
-           "write_demo_data"]
-
 #: Bump when the generated rows change: `zuoxiao demo` regenerates data written by another version.
 GENERATOR_VERSION = "4"
 META = "meta.json"
