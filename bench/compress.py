@@ -9,8 +9,9 @@ bench/distill_quality.py is run first to make them (fine-tune, label, distil; --
 Then the compress stage runs with the steps below on test.tsv as the gold set and prints JSON:
 per step accuracy, bytes, latency p50 at batch 1 with 16 and 64 tokens, model only and with tokenisation;
 the final size_ratio (bundle runtime bytes / teacher fp32 safetensors bytes), latency_ratio (bundle ONNX
-p50 / teacher PyTorch fp32 p50, batch 1, measured interleaved in one loop, 1 thread, the larger of the
-16- and 64-token ratios; latency_ratio_with_tokenizer likewise with tokenisation in both timings),
+p50 / teacher PyTorch fp32 p50, batch 1, 1 thread, the larger of the 16- and 64-token ratios, each model
+timed warm in alternating blocks; latency_ratio_with_tokenizer likewise with tokenisation in both timings;
+latency_ratio_per_call with the two alternating call by call, the bundle then timed cold: bench/latency.py),
 retention (bundle / teacher accuracy) and compression_cost_points (uncompressed student accuracy - bundle
 accuracy, in points), against the targets size_ratio <= 0.025, latency_ratio <= 0.05, retention >= 0.98,
 cost <= 1 point (issue 10).
@@ -24,8 +25,6 @@ import os
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -98,66 +97,6 @@ def ensure_trained(args, work: Path) -> None:
         raise SystemExit(f"bench/distill_quality.py cannot train {args.dataset} yet: pass --from a workdir that "
                          "holds teacher/ label/ student/ for it")
     distill_quality.main(["--dataset", args.dataset, "--workdir", str(work), *args.distill_args.split()])
-
-
-def interleaved_ratio(teacher_dir: str, bundle_dir: Path, texts: list[str], seq_lens=(16, 64),
-                      runs: int = 40) -> dict:
-    """Teacher PyTorch fp32 vs bundle ONNX at batch 1, alternating run by run (same load for both).
-
-    Per length: model only (synthetic ids) and with tokenisation (a test text cut to exactly L tokens,
-    tokenised by each model's own tokenizer inside the timed region).
-    """
-    import torch
-    from transformers import AutoTokenizer
-
-    from zuoxiao.student.compress.export import input_names, onnx_session
-    from zuoxiao.student.compress.latency import synthetic_inputs, text_of_length, torch_threads
-    from zuoxiao.teacher.model import load_classifier, load_tokenizer
-
-    teacher = load_classifier(teacher_dir)
-    tok = load_tokenizer(teacher_dir)
-    btok = AutoTokenizer.from_pretrained(bundle_dir)
-    sess = onnx_session(bundle_dir / "model.onnx", threads=1)
-    bvocab = json.loads((bundle_dir / "config.json").read_text())["vocab_size"]
-    names = input_names(tok, teacher)
-    bnames = [i.name for i in sess.get_inputs()]
-
-    def t_run(feed):
-        with torch.inference_mode():
-            teacher(**feed)
-
-    def enc(tokenizer, text, L, wanted, to_torch):
-        e = tokenizer([text], truncation=True, max_length=L, return_tensors="np")
-        feed = {n: e[n].astype(np.int64) for n in wanted}
-        return {k: torch.from_numpy(v) for k, v in feed.items()} if to_torch else feed
-
-    out = {}
-    with torch_threads(1):
-        for L in seq_lens:
-            tfeed = {k: torch.from_numpy(v) for k, v in synthetic_inputs(teacher.config.vocab_size, 1, L, names).items()}
-            bfeed = synthetic_inputs(bvocab, 1, L, bnames)
-            text = text_of_length(tok, texts, L)
-            tt, bt, ttk, btk = [], [], [], []
-            for i in range(runs + 3):
-                t = time.perf_counter()
-                t_run(tfeed)
-                t1 = time.perf_counter()
-                sess.run(["logits"], bfeed)
-                t2 = time.perf_counter()
-                t_run(enc(tok, text, L, names, True))
-                t3 = time.perf_counter()
-                sess.run(["logits"], enc(btok, text, L, bnames, False))
-                t4 = time.perf_counter()
-                if i >= 3:  # warm-up
-                    tt.append(t1 - t)
-                    bt.append(t2 - t1)
-                    ttk.append(t3 - t2)
-                    btk.append(t4 - t3)
-            tp, bp, tpk, bpk = (float(np.median(x)) * 1e3 for x in (tt, bt, ttk, btk))
-            out[f"{L}tok"] = {"teacher_p50_ms": round(tp, 3), "bundle_p50_ms": round(bp, 3),
-                              "ratio": round(bp / tp, 4), "teacher_with_tokenizer_p50_ms": round(tpk, 3),
-                              "bundle_with_tokenizer_p50_ms": round(bpk, 3), "ratio_with_tokenizer": round(bpk / tpk, 4)}
-    return out
 
 
 def step_latency_16_64(report: dict, runs: int, texts: list[str]) -> dict:
@@ -244,7 +183,9 @@ def main(argv=None) -> dict:
 
     texts = read_labelled(cfg.task.eval, ds["labels"]).texts[:64]
     lat = step_latency_16_64(report, args.latency_runs, texts)
-    ratio = interleaved_ratio(teacher_dir, paths.bundle, texts, runs=args.latency_runs)
+    from latency import both_schedules
+
+    ratio = both_schedules(teacher_dir, paths.bundle, texts, runs=args.latency_runs)
     teacher = report["teacher"]
     shipped = json.loads((paths.ship / "shipped.json").read_text())["bundle"]
     student = report["steps"][0]
@@ -263,10 +204,9 @@ def main(argv=None) -> dict:
                    "ece": shipped["ece"], "agreement": shipped["agreement"]},
         "teacher_fp32_safetensors_bytes": weights_bytes(teacher_dir),
         "size_ratio": round(shipped["bytes"] / weights_bytes(teacher_dir), 4),
-        "latency_ratio": max(ratio["16tok"]["ratio"], ratio["64tok"]["ratio"]),
-        "latency_ratio_with_tokenizer": max(ratio["16tok"]["ratio_with_tokenizer"],
-                                            ratio["64tok"]["ratio_with_tokenizer"]),
-        "interleaved_latency": ratio,
+        **{k: ratio[k] for k in ("latency_ratio", "latency_ratio_with_tokenizer", "latency_ratio_per_call",
+                                 "latency_ratio_per_call_with_tokenizer")},
+        "paired_latency": {"warm": ratio["warm"], "per_call": ratio["per_call"]},
         "retention": round(shipped["accuracy"] / teacher["accuracy"], 4),
         "compression_cost_points": round(100 * (student["accuracy"] - shipped["accuracy"]), 2),
         "targets": TARGETS,
