@@ -244,6 +244,8 @@ def label_from_config(
         "llm_recipe": llm_record.get("llm_recipe"),
     }
     t_setup = time.perf_counter()
+    # One try from the first worker write to the commit: a Ctrl-C (or a failure) anywhere in between,
+    # building the manifest included, leaves no work dir behind (exit 130 and 2 promise that).
     try:
         if test_pipeline is not None:
             p = test_pipeline
@@ -257,41 +259,34 @@ def label_from_config(
         summary = read_summary(temp)
         counts, shards, rejected_files = summary_counts(summary, cache is not None)
         counts["by_input"] = by_input_counts(temp, inputs)
-    except BaseException:
-        fsio.delete_tree(temp)
-        raise
-    try:  # nothing labeled, or more rejected than label.max_rejected_fraction: exit 2, no manifest
+        # nothing labeled, or more rejected than label.max_rejected_fraction: exit 2, no manifest
         check_rejected_fraction(counts, lc, files)
-    except InputError:
-        fsio.delete_tree(temp)
-        raise
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "label_names": label_names,
-        "label_source": label_source,
-        "num_classes": len(label_names),
-        "storage": storage,
-        "top_k": lc.top_k if storage == "topk" else None,
-        "counts": counts,
-        "shards": shards,
-        "rejected_files": rejected_files,
-        "data_hash": None,  # set by commit() from the committed shards' checksums
-        "teacher": {"path": teacher_path, "resolved": resolve_model_path(teacher_path), "fingerprint": fp,
-                    "max_length": lc.teacher.max_length, "repr_dim": repr_dim, "num_threads": num_threads, "device": lc.teacher.device,
-                    **({"members": [m.model_dump() for m in members], "combine": lc.teacher.combine}
-                       if members else {}), **llm_record, **({"blend": blend} if blend else {})},
-        "inputs": input_fingerprints(inputs),
-        "beam_options": redact_flags(flags),
-        "timings": {"setup_s": round(t_setup - t_start, 3), "pipeline_s": round(t_pipeline - t_setup, 3),
-                    "teacher_s": round(teacher_ms / 1000, 3) if teacher_ms is not None else None},
-        "config": cfg.model_dump(mode="json"),
-    }
-    if cache is not None:
-        manifest["cache"] = {"dir": str(cache.dir), "files_read": len(cache_files)}
-    committed = [s["file"] for s in shards + rejected_files]
-    typed = Manifest.parse(manifest, "the manifest being written")  # the one type writer and readers share
-    try:
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "label_names": label_names,
+            "label_source": label_source,
+            "num_classes": len(label_names),
+            "storage": storage,
+            "top_k": lc.top_k if storage == "topk" else None,
+            "counts": counts,
+            "shards": shards,
+            "rejected_files": rejected_files,
+            "data_hash": None,  # set by commit() from the committed shards' checksums
+            "teacher": {"path": teacher_path, "resolved": resolve_model_path(teacher_path), "fingerprint": fp,
+                        "max_length": lc.teacher.max_length, "repr_dim": repr_dim, "num_threads": num_threads, "device": lc.teacher.device,
+                        **({"members": [m.model_dump() for m in members], "combine": lc.teacher.combine}
+                           if members else {}), **llm_record, **({"blend": blend} if blend else {})},
+            "inputs": input_fingerprints(inputs),
+            "beam_options": redact_flags(flags),
+            "timings": {"setup_s": round(t_setup - t_start, 3), "pipeline_s": round(t_pipeline - t_setup, 3),
+                        "teacher_s": round(teacher_ms / 1000, 3) if teacher_ms is not None else None},
+            "config": cfg.model_dump(mode="json"),
+        }
+        if cache is not None:
+            manifest["cache"] = {"dir": str(cache.dir), "files_read": len(cache_files)}
+        committed = [s["file"] for s in shards + rejected_files]
+        typed = Manifest.parse(manifest, "the manifest being written")  # the one type writer and readers share
         manifest = commit(out, temp, committed, cfg.model_dump(mode="json"), typed).to_json()  # output complete
         if cache is not None:
             parts = [fsio.join(temp, s["cache_file"]) for s in summary["files"] if s.get("cache_file")]

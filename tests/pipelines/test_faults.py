@@ -12,11 +12,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -230,9 +229,48 @@ def test_beam_wrapped_errors_map_to_their_exit_codes():
     assert user_error(bug) is bug
 
 
+@contextmanager
+def _sigint_reaches_children():
+    """SIGINT handled, not ignored, while a child process starts.
+
+    A shell that runs the suite in the background without job control (`make test &` in a script,
+    `nohup`, cron, some CI runners) starts it with SIGINT ignored; an ignored signal stays ignored
+    across fork and exec, and Python installs its KeyboardInterrupt handler only where SIGINT is at its
+    default. The CLI under test then never saw the Ctrl-C, labelled to the end and exited 0 (the
+    "flake" of background full-suite runs). A *handled* signal is reset to its default by exec, so
+    handling it here around Popen gives the child what an interactive terminal gives it.
+    """
+    old = signal.getsignal(signal.SIGINT)
+    if old is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _wait_for_line(log: Path, text: str, proc: subprocess.Popen, timeout_s: float) -> None:
+    """Block until the child has written ``text`` to ``log``; fail naming what it wrote instead."""
+    deadline = time.monotonic() + timeout_s
+    while text not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"no {text!r} from the label CLI (exit {proc.returncode}, waited up to {timeout_s:.0f} s); "
+                        f"its stderr:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.05)
+
+
 def test_sigint_during_labelling_exits_130_without_manifest(tmp_path, tiny_teacher):
-    """Ctrl-C while the teacher runs: was exit 1 with `RuntimeError: KeyboardInterrupt` from Beam."""
-    rows = [(f"{t} {i}", lab) for i in range(400) for t, lab in SENTENCES]  # 4800 rows, ~15 s
+    """Ctrl-C while the teacher runs: was exit 1 with `RuntimeError: KeyboardInterrupt` from Beam.
+
+    No fixed sleeps: the signal goes as soon as the child logs "teacher loaded" (its main thread loads
+    the teacher at the start of the Beam stage that runs it, then labels), and the child's output goes
+    to files, read once it has exited, so a loaded machine cannot make the test miss a line. 4800 rows
+    at batch size 1 take seconds of teacher time: the labelling cannot end before the signal lands,
+    and the absent summary line below proves it did not.
+    """
+    rows = [(f"{t} {i}", lab) for i in range(400) for t, lab in SENTENCES]  # 4800 rows
     path = write_tsv(tmp_path / "in.tsv", rows)
     out = tmp_path / "o"
     cfg = {"output_dir": str(tmp_path / "outputs"), "task": {"name": "t", "label_names": ["0", "1"]},
@@ -240,21 +278,21 @@ def test_sigint_during_labelling_exits_130_without_manifest(tmp_path, tiny_teach
                      "teacher": {"path": str(tiny_teacher), "max_length": 16, "num_threads": 1}}}
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "zuoxiao.cli", "label", str(tmp_path / "cfg.yaml"),
-                             "--output", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
-    deadline = time.time() + 180
-    while not any("teacher loaded" in x for x in lines) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
-    assert proc.poll() is None, "".join(lines)[-3000:]
-    time.sleep(1.0)  # labelling is under way
-    proc.send_signal(signal.SIGINT)
-    rc = proc.wait(timeout=120)
-    time.sleep(0.2)
-    err = "".join(lines)
+    stdout, stderr = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with stdout.open("wb") as fo, stderr.open("wb") as fe, _sigint_reaches_children():
+        proc = subprocess.Popen([sys.executable, "-m", "zuoxiao.cli", "label", str(tmp_path / "cfg.yaml"),
+                                 "--output", str(out)], stdout=fo, stderr=fe, env=env)
+    try:
+        _wait_for_line(stderr, "teacher loaded", proc, timeout_s=600)  # startup is slow on a busy machine
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = stderr.read_text(errors="replace")
     assert rc == 130, err[-3000:]
-    assert "zuoxiao: interrupted (exit 130)" in err and "internal error" not in err
+    assert "zuoxiao: interrupted (exit 130); nothing partial was committed, rerun to continue" in err
+    assert "internal error" not in err and "Traceback" not in err, err[-3000:]
+    assert "label: labelled" not in err and stdout.read_text() == ""  # stopped mid-way, no summary
     assert not (out / "manifest.json").exists() and not list(out.glob(".work-*"))
-    assert not np.any([p.name == "manifest.json" for p in out.rglob("*")])
+    assert not [p for p in out.rglob("*") if p.name == "manifest.json" or p.suffix == ".parquet"]

@@ -5,6 +5,9 @@
 - transformers logs a LOAD REPORT ("classifier.weight | MISSING ... newly initialized") whenever a
   backbone gets a classification head; zuoxiao creates that head on purpose (teacher fine-tune, a student
   from a head-less teacher) and logs one INFO line of its own instead (zuoxiao.teacher.model).
+- apache_beam.runners.common logs every error raised in a step with its traceback before re-raising it;
+  for Ctrl-C that is a page of Beam/torch frames above the CLI's own "interrupted (exit 130)" line.
+  Only that record goes: a KeyboardInterrupt is not a failure to debug.
 
 Every other message, including any other load report, still shows.
 """
@@ -17,6 +20,7 @@ import re
 #: Library log messages that look like failures but are not, dropped by exact match (install_noise_filters).
 BEAM_APITOOLS = ("apitools not found, and bigquery client libraries are not available despite the import not "
                  "raising an ImportError.")  # apache_beam's bigquery client stub: we never use BigQuery
+BEAM_STEP_LOGGER = "apache_beam.runners.common"  # logs a step's error with its traceback, then re-raises
 _HEAD_KEY = re.compile(r"^(classifier|score|pre_classifier)\.(weight|bias)$")  # a sequence-classification head
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -42,16 +46,24 @@ class _DropNoise(logging.Filter):
             msg = record.getMessage()
         except Exception:  # noqa: BLE001 - a malformed record is not ours to judge: let it through
             return True
-        return not (msg == BEAM_APITOOLS or is_new_head_report(msg))
+        return not (msg == BEAM_APITOOLS or is_new_head_report(msg) or _is_beam_interrupt(record))
+
+
+def _is_beam_interrupt(record: logging.LogRecord) -> bool:
+    """Beam's traceback of a Ctrl-C in a step (runners.common re-raises it as RuntimeError("KeyboardInterrupt
+    [while running ...]") and logs that with the KeyboardInterrupt as exc_info)."""
+    exc = record.exc_info[0] if isinstance(record.exc_info, tuple) else None
+    return record.name == BEAM_STEP_LOGGER and exc is not None and issubclass(exc, KeyboardInterrupt)
 
 
 def install_noise_filters() -> None:
     """Drop exactly the library messages that are noise; every other warning still shows.
 
     Filters sit on the loggers that emit them (a logger's filters see only its own records): Beam warns on
-    the root logger at import, transformers reports loads on transformers.modeling_utils. Idempotent.
+    the root logger at import, transformers reports loads on transformers.modeling_utils, Beam logs a
+    step's Ctrl-C on apache_beam.runners.common. Idempotent.
     """
-    for name in ("", "transformers.modeling_utils"):
+    for name in ("", "transformers.modeling_utils", BEAM_STEP_LOGGER):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropNoise) for f in logger.filters):
             logger.addFilter(_DropNoise())
