@@ -40,7 +40,11 @@ def _three_class(n, seed):
 
 # ---- 1. save / load without pickle --------------------------------------------------------------------
 
-def test_baseline_round_trip_is_exact_and_pickle_free(tmp_path):
+def test_baseline_round_trip_is_float32_close_and_pickle_free(tmp_path):
+    """The arrays are stored as float32 (half the bytes): the round trip is no longer bit-exact, so the
+    loaded baseline is compared with the fitted one within float32 rounding, not for equality."""
+    from safetensors.numpy import load_file
+
     model, _ = fit_baseline(_three_class(120, 1), _three_class(30, 2), {}, num_classes=4)  # class 3 never seen
     d = model.save(tmp_path / "b")
     assert sorted(p.name for p in d.iterdir()) == [JSON_FILE, ARRAYS_FILE]
@@ -48,10 +52,31 @@ def test_baseline_round_trip_is_exact_and_pickle_free(tmp_path):
     assert meta["num_classes"] == 4 and meta["C"] == model.C and meta["kind"] == "tfidf+logreg"
     for v, (_, vec) in zip(meta["vectorizers"], model.vectorizer.transformer_list, strict=True):
         assert [vec.vocabulary_[t] for t in v["vocabulary"]] == list(range(len(vec.vocabulary_)))  # index order
+    stored = load_file(str(d / ARRAYS_FILE))
+    assert {k: str(a.dtype) for k, a in stored.items()} == {
+        "word.idf": "float32", "char.idf": "float32", "coef": "float32", "intercept": "float32", "classes": "int64"}
     loaded = TfidfBaseline.load(d)
-    np.testing.assert_allclose(loaded.predict_proba(UNSEEN), model.predict_proba(UNSEEN), atol=1e-6)
-    assert (loaded.predict_proba(UNSEEN)[:, 3] == 0).all()
+    assert loaded.model.coef_.dtype == np.float64 and loaded.model.intercept_.dtype == np.float64  # cast back
+    np.testing.assert_allclose(loaded.model.coef_, model.model.coef_, rtol=1e-6)
+    texts = UNSEEN + _three_class(200, 3)[0]
+    got, want = loaded.predict_proba(texts), model.predict_proba(texts)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert (got.argmax(-1) == want.argmax(-1)).all() and (got[:, 3] == 0).all()
     assert b"pickle" not in (d / ARRAYS_FILE).read_bytes()[:200]  # safetensors header: plain JSON + arrays
+
+
+def test_a_float64_baseline_saved_before_still_loads_exactly(tmp_path):
+    """Teacher dirs written before the float32 change hold float64 arrays: they load, and exactly."""
+    from safetensors.numpy import save
+
+    model, _ = fit_baseline(_three_class(120, 1), None, {}, num_classes=3)
+    d = model.save(tmp_path / "b")
+    arrays = {"word.idf": model.vectorizer.transformer_list[0][1].idf_,
+              "char.idf": model.vectorizer.transformer_list[1][1].idf_,
+              "coef": model.model.coef_, "intercept": model.model.intercept_,
+              "classes": np.asarray(model.model.classes_, dtype=np.int64)}
+    (d / ARRAYS_FILE).write_bytes(save({k: np.ascontiguousarray(a) for k, a in arrays.items()}))
+    assert TfidfBaseline.load(d).predict_proba(UNSEEN).tolist() == model.predict_proba(UNSEEN).tolist()
 
 
 def test_single_class_baseline_round_trips(tmp_path):
