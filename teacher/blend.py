@@ -118,7 +118,7 @@ def choose_blend(ft, baseline: TfidfBaseline, logits: dict, splits, num_classes:
         chosen, reason = True, f"gain {gain:g} points, {rows} <= {ft.blend_max_p:g}"
     out = {"mode": ft.blend_baseline, "chosen": chosen, "saved": chosen and keep, "baseline_weight": best if chosen else 0.0,
            "grid": {f"{w:g}": round(a, 5) for w, a in grid.items()}, "gain_points": gain,
-           "min_gain": ft.blend_min_gain, "rows_gained": b, "rows_lost": c, "p_value": round(p, 6),
+           "min_gain": ft.blend_min_gain, "rows_gained": b, "rows_lost": c, "p_value": p,
            "max_p": ft.blend_max_p, "reason": reason, "combine": "prob", "dev": None, "eval": None}
     if chosen:
         out["dev"] = classification_metrics(preds[best], y, num_classes)

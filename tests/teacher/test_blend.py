@@ -142,7 +142,7 @@ def test_the_blend_weight_is_chosen_on_dev_ties_to_the_smaller_one():
     assert b["chosen"] and b["baseline_weight"] == 0.2 and b["gain_points"] == 30.0
     assert b["dev"]["accuracy"] == 1.0 and b["eval"]["accuracy"] == 1.0 and b["combine"] == "prob"
     # 6 rows only the blend gets right, none only the transformer: p = 2^-6
-    assert (b["rows_gained"], b["rows_lost"], b["p_value"]) == (6, 0, round(1 / 64, 6)) and b["max_p"] == 0.05
+    assert (b["rows_gained"], b["rows_lost"], b["p_value"]) == (6, 0, pytest.approx(1 / 64)) and b["max_p"] == 0.05
     # the same gain below the threshold: not kept, no blend metrics
     b = choose_blend(_ft(blend_min_gain=30.01), base, {"dev": z}, splits, 2)
     assert not b["chosen"] and b["baseline_weight"] == 0.0 and b["dev"] is None and b["gain_points"] == 30.0
@@ -189,20 +189,20 @@ def test_a_large_gain_on_a_tiny_dev_set_is_refused_by_the_sign_test(caplog):
     with caplog.at_level(logging.INFO, logger="zuoxiao.teacher.blend"):
         b = choose_blend(_ft(), base, logits, splits, 2)
     assert b["gain_points"] == 25.0 and b["grid"]["0.2"] == 0.875 and b["grid"]["0"] == 0.625
-    assert (b["rows_gained"], b["rows_lost"]) == (3, 1) and b["p_value"] == 0.3125
+    assert (b["rows_gained"], b["rows_lost"]) == (3, 1) and b["p_value"] == pytest.approx(5 / 16)
     assert not b["chosen"] and not b["saved"] and b["baseline_weight"] == 0.0 and b["dev"] is None
     assert b["reason"] == "gain 25 points, 3 vs 1 rows, p = 0.31 > finetune.blend_max_p=0.05"
     assert "blend with the TF-IDF baseline not kept (best weight 0.2): gain 25 points, 3 vs 1 rows, p = 0.31 > " \
         "finetune.blend_max_p=0.05" in caplog.text
     # blend_max_p: 1 switches the test off: the point threshold alone keeps it
     b = choose_blend(_ft(blend_max_p=1.0), base, logits, splits, 2)
-    assert b["chosen"] and b["baseline_weight"] == 0.2 and b["p_value"] == 0.3125
+    assert b["chosen"] and b["baseline_weight"] == 0.2 and b["p_value"] == pytest.approx(5 / 16)
 
 
 def test_the_same_kind_of_gain_on_more_rows_is_kept():
     splits, base, logits = _mixed_case(10, 9, 1)  # 20 dev rows: 11/20 -> 19/20 right
     b = choose_blend(_ft(), base, logits, splits, 2)
-    assert (b["rows_gained"], b["rows_lost"]) == (9, 1) and b["p_value"] == round(11 / 1024, 6)
+    assert (b["rows_gained"], b["rows_lost"]) == (9, 1) and b["p_value"] == pytest.approx(11 / 1024)
     assert b["chosen"] and b["baseline_weight"] == 0.2 and b["gain_points"] == 40.0 and b["dev"]["accuracy"] == 0.95
     assert b["reason"] == "gain 40 points, 9 vs 1 rows, p = 0.011 <= 0.05"
     # a stricter p refuses it, and so does the point threshold, each saying why
