@@ -17,7 +17,7 @@ from zuoxiao.core.errors import ConfigError, InputError
 from zuoxiao.core.evaluate import predict_logits
 from zuoxiao.core.fingerprint import teacher_fingerprint
 from zuoxiao.teacher.baseline import ARRAYS_FILE, JSON_FILE, TfidfBaseline, fit_baseline
-from zuoxiao.teacher.blend import BLEND_FILE, choose_blend, save_blend
+from zuoxiao.teacher.blend import BLEND_FILE, choose_blend, save_blend, sign_test
 from zuoxiao.teacher.ensemble import EnsembleClassifier
 from zuoxiao.teacher.finetune import finetune_teacher
 from zuoxiao.teacher.loader import load_eval_teacher, load_teacher, load_teacher_dir
@@ -40,7 +40,11 @@ def _three_class(n, seed):
 
 # ---- 1. save / load without pickle --------------------------------------------------------------------
 
-def test_baseline_round_trip_is_exact_and_pickle_free(tmp_path):
+def test_baseline_round_trip_is_float32_close_and_pickle_free(tmp_path):
+    """The arrays are stored as float32 (half the bytes): the round trip is no longer bit-exact, so the
+    loaded baseline is compared with the fitted one within float32 rounding, not for equality."""
+    from safetensors.numpy import load_file
+
     model, _ = fit_baseline(_three_class(120, 1), _three_class(30, 2), {}, num_classes=4)  # class 3 never seen
     d = model.save(tmp_path / "b")
     assert sorted(p.name for p in d.iterdir()) == [JSON_FILE, ARRAYS_FILE]
@@ -48,10 +52,31 @@ def test_baseline_round_trip_is_exact_and_pickle_free(tmp_path):
     assert meta["num_classes"] == 4 and meta["C"] == model.C and meta["kind"] == "tfidf+logreg"
     for v, (_, vec) in zip(meta["vectorizers"], model.vectorizer.transformer_list, strict=True):
         assert [vec.vocabulary_[t] for t in v["vocabulary"]] == list(range(len(vec.vocabulary_)))  # index order
+    stored = load_file(str(d / ARRAYS_FILE))
+    assert {k: str(a.dtype) for k, a in stored.items()} == {
+        "word.idf": "float32", "char.idf": "float32", "coef": "float32", "intercept": "float32", "classes": "int64"}
     loaded = TfidfBaseline.load(d)
-    np.testing.assert_allclose(loaded.predict_proba(UNSEEN), model.predict_proba(UNSEEN), atol=1e-6)
-    assert (loaded.predict_proba(UNSEEN)[:, 3] == 0).all()
+    assert loaded.model.coef_.dtype == np.float64 and loaded.model.intercept_.dtype == np.float64  # cast back
+    np.testing.assert_allclose(loaded.model.coef_, model.model.coef_, rtol=1e-6)
+    texts = UNSEEN + _three_class(200, 3)[0]
+    got, want = loaded.predict_proba(texts), model.predict_proba(texts)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert (got.argmax(-1) == want.argmax(-1)).all() and (got[:, 3] == 0).all()
     assert b"pickle" not in (d / ARRAYS_FILE).read_bytes()[:200]  # safetensors header: plain JSON + arrays
+
+
+def test_a_float64_baseline_saved_before_still_loads_exactly(tmp_path):
+    """Teacher dirs written before the float32 change hold float64 arrays: they load, and exactly."""
+    from safetensors.numpy import save
+
+    model, _ = fit_baseline(_three_class(120, 1), None, {}, num_classes=3)
+    d = model.save(tmp_path / "b")
+    arrays = {"word.idf": model.vectorizer.transformer_list[0][1].idf_,
+              "char.idf": model.vectorizer.transformer_list[1][1].idf_,
+              "coef": model.model.coef_, "intercept": model.model.intercept_,
+              "classes": np.asarray(model.model.classes_, dtype=np.int64)}
+    (d / ARRAYS_FILE).write_bytes(save({k: np.ascontiguousarray(a) for k, a in arrays.items()}))
+    assert TfidfBaseline.load(d).predict_proba(UNSEEN).tolist() == model.predict_proba(UNSEEN).tolist()
 
 
 def test_single_class_baseline_round_trips(tmp_path):
@@ -111,14 +136,97 @@ def _planted_case():
 def test_the_blend_weight_is_chosen_on_dev_ties_to_the_smaller_one():
     texts, y, base, z = _planted_case()
     splits = SimpleNamespace(dev=(texts, y), eval=(texts[:10], y[:10]))
-    ft = SimpleNamespace(blend_baseline="auto", blend_min_gain=0.5)
+    ft = _ft(blend_min_gain=0.5)
     b = choose_blend(ft, base, {"dev": z, "eval": z[:10]}, splits, 2)
     assert b["grid"] == {"0": 0.7, "0.1": 0.7, "0.2": 1.0, "0.3": 1.0, "0.4": 0.3, "0.5": 0.3}
     assert b["chosen"] and b["baseline_weight"] == 0.2 and b["gain_points"] == 30.0
     assert b["dev"]["accuracy"] == 1.0 and b["eval"]["accuracy"] == 1.0 and b["combine"] == "prob"
+    # 6 rows only the blend gets right, none only the transformer: p = 2^-6
+    assert (b["rows_gained"], b["rows_lost"], b["p_value"]) == (6, 0, pytest.approx(1 / 64)) and b["max_p"] == 0.05
     # the same gain below the threshold: not kept, no blend metrics
-    b = choose_blend(SimpleNamespace(blend_baseline="auto", blend_min_gain=30.01), base, {"dev": z}, splits, 2)
+    b = choose_blend(_ft(blend_min_gain=30.01), base, {"dev": z}, splits, 2)
     assert not b["chosen"] and b["baseline_weight"] == 0.0 and b["dev"] is None and b["gain_points"] == 30.0
+    assert b["reason"].startswith("gain 30 points < finetune.blend_min_gain=30.01 (6 vs 0 rows, p = 0.016)")
+
+
+def _ft(**kw):
+    return SimpleNamespace(**{"blend_baseline": "auto", "blend_min_gain": 0.5, "blend_max_p": 0.05, **kw})
+
+
+def _binom_tail(b, c):
+    """P(X >= b), X ~ Binomial(b + c, 1/2), by counting (independent of blend.sign_test's scipy call)."""
+    from math import comb
+
+    n = b + c
+    return sum(comb(n, k) for k in range(b, n + 1)) / 2 ** n
+
+
+def test_sign_test_matches_hand_computed_tails():
+    assert sign_test(3, 1) == pytest.approx(5 / 16, abs=1e-12)  # (C(4,3) + C(4,4)) / 2^4
+    assert sign_test(9, 1) == pytest.approx(11 / 1024, abs=1e-12)  # (C(10,9) + C(10,10)) / 2^10
+    assert sign_test(6, 0) == pytest.approx(1 / 64, abs=1e-12)
+    assert sign_test(0, 0) == 1.0 and sign_test(0, 5) == 1.0  # nothing changed / only losses
+    for b, c in [(1, 1), (7, 3), (12, 5), (30, 18), (2, 9)]:
+        assert sign_test(b, c) == pytest.approx(_binom_tail(b, c), abs=1e-12), (b, c)
+
+
+def _mixed_case(n_both, n_gained, n_lost):
+    """Planted rows of three kinds (label 1 throughout; probabilities of the right class):
+    n_both: transformer right at 0.6, baseline wrong (0.3) -> the blend right for w < 1/3;
+    n_gained: transformer wrong (0.44), baseline right (0.95) -> the blend right for w > 0.118;
+    n_lost: transformer barely right (0.52), baseline confidently wrong (0.05) -> the blend wrong for w >= 0.1.
+    So w = 0.2 is best, with b = n_gained rows gained and c = n_lost lost against the transformer alone."""
+    kinds = [(0.6, 0.3)] * n_both + [(0.44, 0.95)] * n_gained + [(0.52, 0.05)] * n_lost
+    texts = [f"row{i}" for i in range(len(kinds))]
+    table = {t: np.array([1 - pb, pb]) for t, (_, pb) in zip(texts, kinds, strict=True)}
+    z = np.log(np.asarray([[1 - pt, pt] for pt, _ in kinds], dtype=np.float32))
+    splits = SimpleNamespace(dev=(texts, [1] * len(kinds)), eval=None)
+    return splits, _Planted(table), {"dev": z}
+
+
+def test_a_large_gain_on_a_tiny_dev_set_is_refused_by_the_sign_test(caplog):
+    splits, base, logits = _mixed_case(4, 3, 1)  # 8 dev rows: 5/8 -> 7/8 right, +25 points
+    with caplog.at_level(logging.INFO, logger="zuoxiao.teacher.blend"):
+        b = choose_blend(_ft(), base, logits, splits, 2)
+    assert b["gain_points"] == 25.0 and b["grid"]["0.2"] == 0.875 and b["grid"]["0"] == 0.625
+    assert (b["rows_gained"], b["rows_lost"]) == (3, 1) and b["p_value"] == pytest.approx(5 / 16)
+    assert not b["chosen"] and not b["saved"] and b["baseline_weight"] == 0.0 and b["dev"] is None
+    assert b["reason"] == "gain 25 points, 3 vs 1 rows, p = 0.31 > finetune.blend_max_p=0.05"
+    assert "blend with the TF-IDF baseline not kept (best weight 0.2): gain 25 points, 3 vs 1 rows, p = 0.31 > " \
+        "finetune.blend_max_p=0.05" in caplog.text
+    # blend_max_p: 1 switches the test off: the point threshold alone keeps it
+    b = choose_blend(_ft(blend_max_p=1.0), base, logits, splits, 2)
+    assert b["chosen"] and b["baseline_weight"] == 0.2 and b["p_value"] == pytest.approx(5 / 16)
+
+
+def test_the_same_kind_of_gain_on_more_rows_is_kept():
+    splits, base, logits = _mixed_case(10, 9, 1)  # 20 dev rows: 11/20 -> 19/20 right
+    b = choose_blend(_ft(), base, logits, splits, 2)
+    assert (b["rows_gained"], b["rows_lost"]) == (9, 1) and b["p_value"] == pytest.approx(11 / 1024)
+    assert b["chosen"] and b["baseline_weight"] == 0.2 and b["gain_points"] == 40.0 and b["dev"]["accuracy"] == 0.95
+    assert b["reason"] == "gain 40 points, 9 vs 1 rows, p = 0.011 <= 0.05"
+    # a stricter p refuses it, and so does the point threshold, each saying why
+    assert choose_blend(_ft(blend_max_p=0.01), base, logits, splits, 2)["reason"].endswith("p = 0.011 > "
+                                                                                          "finetune.blend_max_p=0.01")
+    assert not choose_blend(_ft(blend_min_gain=41), base, logits, splits, 2)["chosen"]
+
+
+def test_no_weight_that_gains_is_reported_as_such():
+    splits, base, logits = _mixed_case(6, 0, 0)  # the baseline is always wrong: w = 0 wins
+    b = choose_blend(_ft(), base, logits, splits, 2)
+    assert not b["chosen"] and b["baseline_weight"] == 0.0 and (b["rows_gained"], b["rows_lost"]) == (0, 0)
+    assert b["p_value"] == 1.0 and b["reason"] == "no weight beats the transformer alone on dev"
+
+
+def test_blend_max_p_is_validated():
+    ft = parse_config({"finetune": {"data": {"path": "g.jsonl"}}}).finetune
+    assert ft.blend_max_p == 0.05 and ft.blend_min_gain == 0.5
+    assert parse_config({"finetune": {"data": {"path": "g.jsonl"}, "blend_max_p": 1}}).finetune.blend_max_p == 1.0
+    for bad, why in ((0, "greater than 0"), (-0.1, "greater than 0"), (1.5, "less than or equal to 1"),
+                     ("often", "valid number")):
+        with pytest.raises(ConfigError, match=rf"finetune.blend_max_p: got {bad!r}: .*{why}") as err:
+            parse_config({"finetune": {"data": {"path": "g.jsonl"}, "blend_max_p": bad}})
+        assert err.value.exit_code == 2
 
 
 def _ft_cfg(tmp_path, teacher, **finetune):

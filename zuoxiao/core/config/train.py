@@ -105,10 +105,15 @@ class FinetuneConfig(StrictModel):
     allow_below_baseline: bool = Field(False, description="keep going when the teacher misses min_gain_over_baseline")
     blend_baseline: Literal["auto", "off"] = Field(
         "auto", description="auto: label with (1-w) teacher + w baseline probabilities when a weight w in 0.1..0.5 "
-        "beats the teacher alone on dev by blend_min_gain points (teacher/blend.py); off: the teacher alone"
+        "beats the teacher alone on dev by blend_min_gain points with p <= blend_max_p (teacher/blend.py); "
+        "off: the teacher alone"
     )
     blend_min_gain: float = Field(
         0.5, ge=0, description="dev accuracy points the blend must gain over the teacher alone to be kept"
+    )
+    blend_max_p: float = Field(
+        0.05, gt=0, le=1, description="the blend is kept only when a one-sided exact sign test (McNemar) on the dev "
+        "rows where it and the teacher alone disagree on being right gives p <= this; 1 = no test"
     )
     adapter: Literal["full", "lora"] = Field(
         "full", description="full: train every weight; lora: PEFT LoRA (e.g. a causal LM such as "
