@@ -42,6 +42,7 @@ from apache_beam.ml.inference.base import RunInference
 from zuoxiao.core import fsio
 from zuoxiao.core.config import Config
 from zuoxiao.core.errors import ConfigError, InputError
+from zuoxiao.core.goldsets import require_prepared
 from zuoxiao.core.manifest import Manifest
 from zuoxiao.core.paths import StagePaths, teacher_path_for_label
 from zuoxiao.core.shards import SCHEMA_VERSION, schema_with_metadata
@@ -169,6 +170,9 @@ def label_from_config(
     lc = cfg.label
     if lc.input is None:
         raise ConfigError("label.input is missing: give the task rows to label, e.g. --set label.input.path=data.jsonl")
+    require_prepared(lc.input, "label.input")
+    for i, extra in enumerate(lc.extra_inputs):
+        require_prepared(extra, f"label.extra_inputs[{i}]")
     members = lc.teacher.members
     if members and cfg.finetune is not None:
         raise ConfigError("label.teacher.members and finetune are both set, and the label stage uses the fine-tuned "

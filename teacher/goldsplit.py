@@ -18,7 +18,7 @@ import numpy as np
 
 from zuoxiao.core.config import Config
 from zuoxiao.core.errors import ConfigError
-from zuoxiao.core.goldsets import read_labelled
+from zuoxiao.core.goldsets import read_labelled, require_prepared
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,12 @@ class GoldSplits:
 def read_splits(cfg: Config) -> GoldSplits:
     """Gold rows to train on, the dev set that selects (task.dev or a stratified split) and task.eval."""
     ft = cfg.finetune
+    if cfg.task.split is not None:  # like sample (require_prepared): drawn by prepare_data, else a silent 10% split
+        raise ConfigError("task.split is set but its parts were not written: in library use run "
+                          "`cfg, _ = zuoxiao.core.split.prepare_data(cfg)` first (the zuoxiao CLI and `zuoxiao run` do)")
+    for key, src in (("finetune.data", ft.data), ("task.dev", cfg.task.dev), ("task.eval", cfg.task.eval)):
+        if src is not None:
+            require_prepared(src, key)
     data = read_labelled(ft.data, cfg.task.label_names)
     names = data.label_names
     if cfg.task.dev is not None:

@@ -156,6 +156,28 @@ def test_sample_is_stratified_on_a_sorted_file_and_limit_stays_first_n(tmp_path)
     assert first.label_names == ["intent_0", "intent_1"] and len(first.texts) == 24
 
 
+def test_library_calls_refuse_a_sample_or_split_that_was_not_drawn(tmp_path):
+    """A config loaded as is still says `sample: N` / `task.split`: reading it would silently use every row
+    (or hold out a 10% dev split of its own), so the readers refuse it until prepare_data has run."""
+    from zuoxiao.pipelines.label import label_from_config
+    from zuoxiao.teacher.goldsplit import read_splits
+
+    data = sorted_csv(tmp_path / "all.csv")
+    src = {"path": str(data), "sample": 24}
+    with pytest.raises(ConfigError, match=r"sample: 24.*prepare_data\(cfg\)"):
+        read_labelled(DataSource(**src))
+    raw = _cfg(tmp_path, finetune={"data": src}, label={"input": {**src, "label_column": None}})
+    with pytest.raises(ConfigError, match=r"finetune.data .*sample: 24"):
+        read_splits(parse_config(raw))
+    with pytest.raises(ConfigError, match=r"label.input .*sample: 24"):
+        label_from_config(parse_config(raw), tmp_path / "label")
+    with pytest.raises(ConfigError, match=r"task.split is set"):
+        read_splits(parse_config(_cfg(tmp_path, split={"source": {"path": str(data)}, "dev": 0.2},
+                                      finetune={"data": None})))
+    cfg, _ = prepare_data(parse_config(raw))  # the drawn parts read as they are
+    assert len(read_labelled(cfg.finetune.data).texts) == 24
+
+
 def test_limit_and_sample_together_and_split_settings_are_config_errors(tmp_path):
     src = {"path": "x.csv"}
     bad = [

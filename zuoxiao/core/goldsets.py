@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from zuoxiao.core.config.base import DataSource
 from zuoxiao.core.datasource import detect_format, iter_rows, resolve_files
-from zuoxiao.core.errors import InputError
+from zuoxiao.core.errors import ConfigError, InputError
 from zuoxiao.core.rowpolicy import (
     UNPARSABLE,
     Dedup,
@@ -29,6 +29,20 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- the row policy, applied
+def require_prepared(source: DataSource, key: str = "this data source") -> None:
+    """Refuse a source whose `sample: N` was not drawn yet: reading it as is would silently use every row.
+
+    zuoxiao.core.split.prepare_data draws the sample into a file (the CLI and `zuoxiao run` call it before any
+    stage); library callers that load a config themselves must call it too.
+    """
+    if source.sample is not None:
+        raise ConfigError(
+            f"{key} ({', '.join(source.paths)}) has sample: {source.sample}, which is drawn before any stage reads "
+            "data; this call got the config as loaded, so it would read every row. In library use run "
+            "`cfg, _ = zuoxiao.core.split.prepare_data(cfg)` first (the zuoxiao CLI and `zuoxiao run` do)"
+        )
+
+
 def policy_rows(source: DataSource, skips: Skips, where: str = "") -> Iterator[tuple[dict, str, str | None]]:
     """The usable rows of a source by the row policy every stage shares (zuoxiao/core/rowpolicy.py):
     (row, text, normalised gold label or None without a label_column), in file order.
@@ -87,6 +101,7 @@ def read_labelled(source: DataSource, label_names: list[str] | None = None) -> L
     """
     if source.label_column is None:
         raise InputError("this data source needs gold labels: set label_column")
+    require_prepared(source)
     skips = Skips()
     texts, raw_labels = [], []
     for _, text, label in policy_rows(source, skips):
