@@ -405,3 +405,17 @@ def test_a_blended_dir_as_an_ensemble_member_joins_as_its_blend(tmp_path, blende
     np.testing.assert_allclose(torch.softmax(torch.tensor(ens.predict_texts(texts)), -1).numpy(), expected, atol=1e-5)
     with pytest.raises(ConfigError, match="blended teacher.*combine: prob"):
         load_ensemble([str(blended), str(other)], combine="logprob")
+
+
+def test_the_console_line_says_why_a_blend_that_gained_was_not_kept(tmp_path):
+    from zuoxiao.core.results import FinetuneResult
+
+    m = {"accuracy": 0.886, "eval_source": "task.eval", "teacher": {"dev": {"accuracy": 0.9125}},
+         "baseline": {"dev": {"accuracy": 0.7975}},
+         "blend": {"chosen": False, "saved": False, "gain_points": 0.5,
+                   "reason": "gain 0.5 points, 2 vs 0 rows, p = 0.25 > finetune.blend_max_p=0.05"}}
+    line = FinetuneResult.from_metrics(tmp_path, m).headline_text()
+    assert line.endswith("; the teacher labels alone (blend with the baseline not kept: gain 0.5 points, "
+                         "2 vs 0 rows, p = 0.25 > finetune.blend_max_p=0.05)"), line
+    m["blend"] = {"chosen": False, "saved": False, "gain_points": 0.0, "reason": "no weight beats the transformer"}
+    assert "blend" not in FinetuneResult.from_metrics(tmp_path, m).headline_text()  # nothing gained: nothing to say

@@ -117,6 +117,8 @@ class FinetuneResult(StageResult):
             text += (f"; labels with the teacher + baseline blend (baseline weight {blend['baseline_weight']:g}): "
                      f"dev {_pct((blend.get('dev') or {}).get('accuracy'))}, "
                      f"{self.eval_source or 'eval'} {_pct(self.accuracy)}")
+        elif blend.get("reason") and (blend.get("gain_points") or 0) > 0:  # a weight gained on dev, yet refused
+            text += f"; the teacher labels alone (blend with the baseline not kept: {blend['reason']})"
         return text
 
 
