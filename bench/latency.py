@@ -26,6 +26,7 @@ import os
 import sys
 import time
 from functools import partial
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,9 @@ def schedule(calls: dict, runs: int, block: int) -> dict:
 
 
 def paired_latency(teacher_dir, bundle_dir, texts: list[str], seq_lens=(16, 64), runs: int = 40,
-                   block: int = 1) -> dict:
-    """{"16tok": {...}, "64tok": {...}}: teacher and bundle p50 (ms) and their ratio, per length.
+                   blocks=(1,)) -> dict:
+    """{block: {"16tok": {...}, "64tok": {...}}}: teacher and bundle p50 (ms) and their ratio, per schedule
+    and length; both models are loaded once for all schedules.
 
     block=1 alternates call by call (every call counted, after 3 warm-up rounds); block=B alternates
     blocks of B calls and drops each block's first call, until `runs` calls per model are counted.
@@ -100,9 +102,9 @@ def paired_latency(teacher_dir, bundle_dir, texts: list[str], seq_lens=(16, 64),
     def b_model_text(tokenizer, text, L, wanted):
         b_model(enc(tokenizer, text, L, wanted))
 
-    out = {}
+    out = {block: {} for block in blocks}
     with torch_threads(1):
-        for L in seq_lens:
+        for block, L in product(blocks, seq_lens):
             text = text_of_length(tok, texts, L)
             tfeed = synthetic_inputs(teacher.config.vocab_size, 1, L, names)
             bfeed = synthetic_inputs(bvocab, 1, L, bnames)
@@ -111,9 +113,9 @@ def paired_latency(teacher_dir, bundle_dir, texts: list[str], seq_lens=(16, 64),
                               "teacher_tok": partial(t_model_text, tok, text, L, names),
                               "bundle_tok": partial(b_model_text, btok, text, L, bnames)}, runs, block)
             tp, bp, tpk, bpk = (_median_ms(times[k]) for k in ("teacher", "bundle", "teacher_tok", "bundle_tok"))
-            out[f"{L}tok"] = {"teacher_p50_ms": tp, "bundle_p50_ms": bp, "ratio": round(bp / tp, 4),
-                              "teacher_with_tokenizer_p50_ms": tpk, "bundle_with_tokenizer_p50_ms": bpk,
-                              "ratio_with_tokenizer": round(bpk / tpk, 4)}
+            out[block][f"{L}tok"] = {"teacher_p50_ms": tp, "bundle_p50_ms": bp, "ratio": round(bp / tp, 4),
+                                     "teacher_with_tokenizer_p50_ms": tpk, "bundle_with_tokenizer_p50_ms": bpk,
+                                     "ratio_with_tokenizer": round(bpk / tpk, 4)}
     return out
 
 
@@ -125,8 +127,8 @@ def summarize(per_length: dict) -> dict:
 
 
 def both_schedules(teacher_dir, bundle_dir, texts: list[str], runs: int = 40, block: int = 10) -> dict:
-    warm = summarize(paired_latency(teacher_dir, bundle_dir, texts, runs=runs, block=block))
-    per_call = summarize(paired_latency(teacher_dir, bundle_dir, texts, runs=runs, block=1))
+    timed = paired_latency(teacher_dir, bundle_dir, texts, runs=runs, blocks=(block, 1))
+    warm, per_call = summarize(timed[block]), summarize(timed[1])
     return {"latency_ratio": warm["latency_ratio"], "latency_ratio_with_tokenizer": warm["latency_ratio_with_tokenizer"],
             "latency_ratio_per_call": per_call["latency_ratio"],
             "latency_ratio_per_call_with_tokenizer": per_call["latency_ratio_with_tokenizer"],
@@ -148,13 +150,14 @@ def run_dir_inputs(run_dir: Path) -> tuple[Path, Path, list[str]]:
 
 
 def read_texts(path: str, column: str) -> list[str]:
-    import csv
+    """The first 64 usable texts of a TSV, read by the row policy every stage uses (a missing column is an
+    InputError naming the file and its columns)."""
+    from zuoxiao.core.config import DataSource
+    from zuoxiao.core.goldsets import policy_rows
+    from zuoxiao.core.rowpolicy import Skips
 
-    with open(path, newline="") as f:
-        rows = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        if column not in (rows.fieldnames or []):
-            raise SystemExit(f"{path}: no column {column!r} (columns: {rows.fieldnames}); pass --text-column")
-        return [r[column] for _, r in zip(range(64), rows, strict=False)]
+    source = DataSource(path=path, format="tsv", text_column=column, label_column=None, limit=64)
+    return [text for _, text, _ in policy_rows(source, Skips())]
 
 
 def main(argv=None) -> dict:
