@@ -18,7 +18,7 @@ import numpy as np
 
 from zuoxiao.core.config import Config
 from zuoxiao.core.errors import ConfigError
-from zuoxiao.core.goldsets import read_labelled, require_prepared
+from zuoxiao.core.goldsets import read_labelled
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +82,13 @@ class GoldSplits:
 def read_splits(cfg: Config) -> GoldSplits:
     """Gold rows to train on, the dev set that selects (task.dev or a stratified split) and task.eval."""
     ft = cfg.finetune
-    if cfg.task.split is not None:  # like sample (require_prepared): drawn by prepare_data, else a silent 10% split
+    if cfg.task.split is not None:  # like sample (goldsets.require_prepared): drawn by prepare_data, else a silent 10% split
         raise ConfigError("task.split is set but its parts were not written: in library use run "
                           "`cfg, _ = zuoxiao.core.split.prepare_data(cfg)` first (the zuoxiao CLI and `zuoxiao run` do)")
-    for key, src in (("finetune.data", ft.data), ("task.dev", cfg.task.dev), ("task.eval", cfg.task.eval)):
-        if src is not None:
-            require_prepared(src, key)
-    data = read_labelled(ft.data, cfg.task.label_names)
+    data = read_labelled(ft.data, cfg.task.label_names, "finetune.data")
     names = data.label_names
     if cfg.task.dev is not None:
-        dev = read_labelled(cfg.task.dev, names)
+        dev = read_labelled(cfg.task.dev, names, "task.dev")
         train, dev_xy, source = (data.texts, data.labels), (dev.texts, dev.labels), "task.dev"
     else:
         train, dev_xy = stratified_split(data.texts, data.labels, ft.dev_fraction, cfg.seed, ft.dev_max_rows)
@@ -101,7 +98,7 @@ def read_splits(cfg: Config) -> GoldSplits:
         if not dev_xy[0]:
             raise ConfigError("finetune: no class has 2 gold rows, so no dev set can be split off; give task.dev "
                               "or more gold rows")
-    ev = read_labelled(cfg.task.eval, names) if cfg.task.eval is not None else None
+    ev = read_labelled(cfg.task.eval, names, "task.eval") if cfg.task.eval is not None else None
     # rows the shared row policy left out (zuoxiao/core/rowpolicy.py), per source, for metrics.json
     skipped = {k: d.skipped for k, d in (("finetune.data", data), ("task.dev", dev if cfg.task.dev else None),
                                          ("task.eval", ev)) if d is not None and d.skipped}

@@ -88,7 +88,7 @@ def policy_rows(source: DataSource, skips: Skips, where: str = "") -> Iterator[t
 
 
 # ---------------------------------------------------------------- gold-labelled sets
-def read_labelled(source: DataSource, label_names: list[str] | None = None) -> LabelledData:
+def read_labelled(source: DataSource, label_names: list[str] | None = None, key: str = "this data source") -> LabelledData:
     """Texts and gold label indices, by the row policy every stage shares (`policy_rows`).
 
     Skipped rows are counted in `skipped` (reason -> rows) with their first places in `skipped_where`,
@@ -101,7 +101,7 @@ def read_labelled(source: DataSource, label_names: list[str] | None = None) -> L
     """
     if source.label_column is None:
         raise InputError("this data source needs gold labels: set label_column")
-    require_prepared(source)
+    require_prepared(source, key)  # `key` (e.g. "task.dev") names the source in that error
     skips = Skips()
     texts, raw_labels = [], []
     for _, text, label in policy_rows(source, skips):
