@@ -14,8 +14,9 @@ keeps), and ensemble_acc (the two best trials by dev, probabilities averaged, te
 baseline_acc is the TF-IDF + logistic-regression baseline fitted on the same gold rows.
 ensemble_with_baseline_acc averages the default teacher's and the baseline's probabilities.
 blend_acc is the teacher the finetune stage itself labels with: its kept teacher blended with the baseline
-at the weight it chose on dev (blend_weight; teacher/blend.py), or that teacher alone when no weight gained
-finetune.blend_min_gain dev points (blend_weight 0).
+at the weight it chose on dev (blend_weight; teacher/blend.py), or that teacher alone when the blend was not
+kept: no weight gained finetune.blend_min_gain dev points, or the sign test's p (blend_p_value, on
+blend_rows_gained vs blend_rows_lost dev rows) exceeded finetune.blend_max_p (blend_weight 0).
 best_teacher is the candidate with the best dev accuracy (ties: the cheaper one).
 
 LLM keys (sst2, agnews; `llm_bench`): the embedded SmolLM2-135M-Instruct prompted through the label
@@ -248,7 +249,8 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict]:
     result_extra.update(
         blend_acc=blend["eval"]["accuracy"] if kept else best["eval"]["accuracy"],
         blend_weight=blend.get("baseline_weight"), blend_dev_grid=blend.get("grid"),
-        blend_gain_dev_points=blend.get("gain_points"))
+        blend_gain_dev_points=blend.get("gain_points"), blend_rows_gained=blend.get("rows_gained"),
+        blend_rows_lost=blend.get("rows_lost"), blend_p_value=blend.get("p_value"))
     candidates = {  # name: (dev accuracy, test accuracy)
         "baseline": (base_m["dev"]["accuracy"], base_m["eval"]["accuracy"]),
         "teacher": (default["dev"]["accuracy"], default["eval"]["accuracy"]),
