@@ -134,7 +134,7 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
 
 
 def _fix_tokenizer_limits(path: Path, max_length: int) -> None:
-    """Make tokenizer.json's own truncation say max_length and drop its padding.
+    """Make tokenizer.json's own truncation say max_length, drop its padding and write it compact.
 
     save_pretrained persists the settings of the tokenizer's last call (e.g. the export's sample call:
     truncation 16, padding Fixed 16); consumers that honour tokenizer.json (Rust, swift-transformers) would
@@ -147,7 +147,7 @@ def _fix_tokenizer_limits(path: Path, max_length: int) -> None:
     tok = Tokenizer.from_file(str(path))
     tok.enable_truncation(max_length=max_length)
     tok.no_padding()
-    tok.save(str(path))
+    tok.save(str(path), pretty=False)  # compact JSON: the same tokenizer in ~35% fewer bytes (an app downloads it)
 
 
 def write_checksums(directory: Path) -> None:

@@ -33,6 +33,11 @@ def test_bundle_published_with_card_and_gate(stage):
     cfgjson = json.loads((paths.bundle / "config.json").read_text())
     assert cfgjson["id2label"] == {"0": "neg", "1": "pos"} and cfgjson["zuoxiao"]["max_length"] == 16
     assert not list(paths.root.glob(".bundle.*"))
+    # tokenizer.json ships compact (one line: no indentation bytes) and still says max_length, no padding
+    tok_text = (paths.bundle / "tokenizer.json").read_text()
+    assert "\n" not in tok_text.strip()
+    tok = json.loads(tok_text)
+    assert tok["truncation"]["max_length"] == 16 and tok["padding"] is None
     # calibration: a temperature fitted on task.dev, applied by predict(), label unchanged
     t = cfgjson["zuoxiao"]["temperature"]
     assert t > 0 and metrics["bundle"]["temperature"] == t and "task.dev" in metrics["bundle"]["calibrated_on"]
