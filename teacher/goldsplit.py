@@ -18,7 +18,7 @@ import numpy as np
 
 from zuoxiao.core.config import Config
 from zuoxiao.core.errors import ConfigError
-from zuoxiao.core.goldsets import read_labelled
+from zuoxiao.core.goldsets import PREPARE_HINT, read_labelled
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,7 @@ def read_splits(cfg: Config) -> GoldSplits:
     """Gold rows to train on, the dev set that selects (task.dev or a stratified split) and task.eval."""
     ft = cfg.finetune
     if cfg.task.split is not None:  # like sample (goldsets.require_prepared): drawn by prepare_data, else a silent 10% split
-        raise ConfigError("task.split is set but its parts were not written: in library use run "
-                          "`cfg, _ = zuoxiao.core.split.prepare_data(cfg)` first (the zuoxiao CLI and `zuoxiao run` do)")
+        raise ConfigError(f"task.split is set but its parts were not written. {PREPARE_HINT}")
     data = read_labelled(ft.data, cfg.task.label_names, "finetune.data")
     names = data.label_names
     if cfg.task.dev is not None:

@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- the row policy, applied
+#: How a library caller draws `sample:` / `task.split` before reading (teacher/goldsplit.py says it too).
+PREPARE_HINT = ("In library use run `cfg, _ = zuoxiao.core.split.prepare_data(cfg)` first (the zuoxiao CLI and "
+                "`zuoxiao run` do)")
+
+
 def require_prepared(source: DataSource, key: str = "this data source") -> None:
     """Refuse a source whose `sample: N` was not drawn yet: reading it as is would silently use every row.
 
@@ -38,8 +43,7 @@ def require_prepared(source: DataSource, key: str = "this data source") -> None:
     if source.sample is not None:
         raise ConfigError(
             f"{key} ({', '.join(source.paths)}) has sample: {source.sample}, which is drawn before any stage reads "
-            "data; this call got the config as loaded, so it would read every row. In library use run "
-            "`cfg, _ = zuoxiao.core.split.prepare_data(cfg)` first (the zuoxiao CLI and `zuoxiao run` do)"
+            f"data; this call got the config as loaded, so it would read every row. {PREPARE_HINT}"
         )
 
 
