@@ -135,15 +135,14 @@ def both_schedules(teacher_dir, bundle_dir, texts: list[str], runs: int = 40, bl
             "warm": {"block": block, **warm}, "per_call": per_call}
 
 
-def run_dir_inputs(run_dir: Path) -> tuple[Path, Path, list[str]]:
+def run_dir_inputs(run_dir: Path) -> tuple[str, Path, list[str]]:
     """teacher dir, bundle dir and 64 eval texts of a `zuoxiao run` output dir (config.resolved.yaml)."""
     from zuoxiao.core.config import load_config
     from zuoxiao.core.goldsets import read_labelled
+    from zuoxiao.core.paths import StagePaths, teacher_path_for_label
 
     cfg = load_config(run_dir / "config.resolved.yaml")
-    teacher = Path(cfg.label.teacher.path) if cfg.label.teacher.path else run_dir / "teacher"
-    if not (teacher / "config.json").is_file():
-        teacher = run_dir / "teacher"
+    teacher = teacher_path_for_label(cfg, StagePaths(run_dir))  # the teacher that labelled: the run's fine-tune, or label.teacher.path
     if cfg.task.eval is None:
         raise SystemExit(f"{run_dir}: the config has no task.eval to take sample texts from; pass --texts")
     return teacher, run_dir / "bundle", read_labelled(cfg.task.eval, cfg.task.label_names).texts[:64]
