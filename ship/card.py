@@ -19,11 +19,13 @@ def model_card(report: dict, shipped: dict, ctx) -> str:
                      f"{w['disagreement']:.1%} of them" for w in worst) or "- (no teacher predictions available)"
     gate_section = gate_card_section(shipped.get("gate") or {})
     int8 = shipped["runtime"] == "onnx-int8"
+    q4 = (", with the word-embedding table at 4 bits per value (a per-row fp16 minimum and step, widened "
+          "after the lookup by standard ONNX ops)") if shipped.get("embedding_bits") == 4 else ""
     t_acc = f"{t['accuracy']:.4f}" if t.get("accuracy") is not None else "unknown"
     return f"""# {report['task']} classifier (zuoxiao bundle)
 
 A distilled, compressed text classifier for **{report['task']}** with labels {names}.
-`model.onnx` is {'int8 (ONNX Runtime dynamic quantisation)' if int8 else 'fp32 (no ONNX int8 step was configured)'};
+`model.onnx` is {'int8 (ONNX Runtime dynamic quantisation)' if int8 else 'fp32 (no ONNX int8 step was configured)'}{q4};
 inputs are at most {report['max_length']} tokens (longer texts are truncated).
 
 ## Use it (needs only `onnxruntime`, `tokenizers`, `numpy`)

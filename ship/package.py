@@ -91,6 +91,7 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
         "bytes": sum((staging / f).stat().st_size for f in RUNTIME_FILES if (staging / f).is_file()),
         "model_bytes": (staging / "model.onnx").stat().st_size,
         "latency_ms": final_rec["latency_ms"], "runtime": final_rec["runtime"],
+        "embedding_bits": (final_rec.get("info") or {}).get("embedding_bits"),
         "from_step": final_rec["name"],
         "step_accuracy": final_rec["accuracy"],
         "non_finite_rows": non_finite,

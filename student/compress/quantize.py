@@ -28,20 +28,28 @@ def has_vnni() -> bool:
 
 
 def quantize_onnx(src: str | Path, dst: str | Path, per_channel: bool = True,
-                  reduce_range: bool | str = "auto") -> dict:
-    """Dynamic int8 (QInt8 weights, activations quantised at run time) of every MatMul/Gemm."""
+                  reduce_range: bool | str = "auto", embedding_bits: int = 8, vocab_size: int | None = None) -> dict:
+    """Dynamic int8 (QInt8 weights, activations quantised at run time) of every MatMul/Gemm and of the
+    embedding Gathers; with ``embedding_bits=4`` the word-embedding table (``vocab_size`` rows) is stored
+    in 4 bits per value instead (nbit.py) and int8 leaves it alone."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src, dst = Path(src), Path(dst)
     rr = (not has_vnni()) if reduce_range == "auto" else bool(reduce_range)
+    info = {}
     with tempfile.TemporaryDirectory() as tmp:
-        model_in = _pre_process(src, Path(tmp))
+        if embedding_bits == 4:
+            from zuoxiao.student.compress.nbit import quantize_embeddings_4bit
+
+            info = quantize_embeddings_4bit(src, Path(tmp) / "q4.onnx", vocab_size)
+        model_in = _pre_process(Path(tmp) / "q4.onnx" if info else src, Path(tmp))
         tmp_out = Path(tmp) / "q.onnx"
         quantize_dynamic(str(model_in), str(tmp_out), per_channel=per_channel, reduce_range=rr,
-                         weight_type=QuantType.QInt8)
+                         weight_type=QuantType.QInt8, nodes_to_exclude=info.pop("nodes", []))
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(tmp_out), dst)
     return {"mode": "dynamic", "per_channel": per_channel, "reduce_range": rr, "vnni": has_vnni(),
+            "embedding_bits": embedding_bits, **info,
             "fp32_bytes": src.stat().st_size, "int8_bytes": dst.stat().st_size}
 
 
@@ -67,7 +75,8 @@ class _Calibration:
 
 def quantize_onnx_static(src: str | Path, dst: str | Path, tokenizer, texts: list[str], names: list[str],
                          max_length: int, per_channel: bool = True, reduce_range: bool | str = "auto",
-                         method: str = "minmax", activation_type: str = "uint8") -> dict:
+                         method: str = "minmax", activation_type: str = "uint8", embedding_bits: int = 8,
+                         vocab_size: int | None = None) -> dict:
     """Static int8 in QDQ format: weights per channel, activation ranges calibrated on ``texts``.
 
     Only MatMul/Gemm (and the embedding Gather) are quantised: they hold the weights; quantising
@@ -82,20 +91,25 @@ def quantize_onnx_static(src: str | Path, dst: str | Path, tokenizer, texts: lis
     calib = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
              "percentile": CalibrationMethod.Percentile}[method]
     act = QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8
+    info = {}
     with tempfile.TemporaryDirectory() as tmp:
-        model_in = _pre_process(src, Path(tmp))
+        if embedding_bits == 4:
+            from zuoxiao.student.compress.nbit import quantize_embeddings_4bit
+
+            info = quantize_embeddings_4bit(src, Path(tmp) / "q4.onnx", vocab_size)
+        model_in = _pre_process(Path(tmp) / "q4.onnx" if info else src, Path(tmp))
         tmp_out = Path(tmp) / "q.onnx"
         reader = _Calibration(tokenizer, texts, names, max_length, pad=method != "minmax")
         quantize_static(str(model_in), str(tmp_out), reader,
                         quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul", "Gemm", "Gather"],
                         per_channel=per_channel, reduce_range=rr, activation_type=act,
-                        weight_type=QuantType.QInt8, calibrate_method=calib,
+                        weight_type=QuantType.QInt8, calibrate_method=calib, nodes_to_exclude=info.pop("nodes", []),
                         extra_options={"CalibTensorRangeSymmetric": activation_type == "int8"})
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(tmp_out), dst)
     return {"mode": "static", "format": "QDQ", "per_channel": per_channel, "reduce_range": rr, "vnni": has_vnni(),
             "calibration_rows": len(texts), "calibration_method": method, "activation_type": activation_type,
-            "fp32_bytes": src.stat().st_size, "int8_bytes": dst.stat().st_size}
+            "embedding_bits": embedding_bits, **info, "fp32_bytes": src.stat().st_size, "int8_bytes": dst.stat().st_size}
 
 
 def optimize_onnx(src: str | Path, dst: str | Path, level: str = "extended") -> dict:

@@ -29,6 +29,8 @@ def test_bundle_published_with_card_and_gate(stage):
     card = (paths.bundle / "README.md").read_text()
     assert "tiny-sentiment" in card and "calibration error" in card and "disagree" in card and "PASSED" in card
     metrics = json.loads((paths.bundle / "metrics.json").read_text())
+    # FULL_STEPS quantises with embedding_bits: 4; the card says so
+    assert metrics["bundle"]["embedding_bits"] == 4 and "word-embedding table at 4 bits" in card
     assert metrics["bundle"]["accuracy"] == result["ship"].accuracy
     cfgjson = json.loads((paths.bundle / "config.json").read_text())
     assert cfgjson["id2label"] == {"0": "neg", "1": "pos"} and cfgjson["zuoxiao"]["max_length"] == 16

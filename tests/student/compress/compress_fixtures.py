@@ -149,7 +149,7 @@ def make_stage_root(root: Path, gate: dict | None = None, steps: list | None = N
 FULL_STEPS = [{"kind": "vocab_trim"}, {"kind": "prune_heads", "keep": 0.5, "rows": 16},
               {"kind": "prune_neurons", "keep": 0.5, "rows": 16}, {"kind": "low_rank", "rank": 4},
               {"kind": "magnitude", "sparsity": 0.3}, {"kind": "recover", "steps": 3, "batch_size": 8},
-              {"kind": "quantize"}]
+              {"kind": "quantize", "embedding_bits": 4}]
 
 
 @functools.cache

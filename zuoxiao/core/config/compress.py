@@ -172,6 +172,10 @@ class Quantize(StrictModel):
         "minmax", description="static: how activation ranges are chosen from the calibration rows"
     )
     activation_type: Literal["uint8", "int8"] = Field("uint8", description="static: activation int8 type")
+    embedding_bits: Literal[8, 4] = Field(
+        8, description="onnx only: bits per value of the word-embedding table; 4 = two values per byte with a "
+        "per-row fp16 min and step, widened after the lookup (standard ONNX ops; half the table's int8 bytes)"
+    )
     optimize: Literal["none", "basic", "extended"] = Field(
         "none", description="save ONNX Runtime's graph optimisations of this level into the bundle's graph "
         "(extended fuses into com.microsoft ops that only ONNX Runtime runs)"
@@ -181,6 +185,9 @@ class Quantize(StrictModel):
     def _static_needs_onnx(self):
         if self.mode == "static" and self.backend != "onnx":
             raise ValueError("quantize.mode=static needs backend=onnx (torch.ao is measured dynamic only)")
+        if self.embedding_bits == 4 and self.backend != "onnx":
+            raise ValueError("quantize.embedding_bits=4 needs backend=onnx (it rewrites the ONNX graph); "
+                             "use backend: onnx or embedding_bits: 8")
         return self
 
 
