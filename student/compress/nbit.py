@@ -62,11 +62,13 @@ def quantize_embeddings_4bit(src, dst, vocab_size: int) -> dict:
     import onnx
     from onnx import numpy_helper
 
+    from zuoxiao.core.errors import InputError
+
     model = onnx.load(str(src))
     graph = model.graph
     gathers = embedding_gathers(graph, vocab_size)
     if not gathers:
-        raise ValueError(f"no Gather over a [{vocab_size}, k] float table (k even) in {src}: nothing to store "
+        raise InputError(f"no Gather over a [{vocab_size}, k] float table (k even) in {src}: nothing to store "
                          "in 4 bits; set quantize.embedding_bits: 8")
     inits = {i.name: i for i in graph.initializer}
     tables, names, report = {}, [], []

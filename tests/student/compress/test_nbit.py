@@ -8,6 +8,7 @@ from onnx import numpy_helper
 
 from tests.student.compress.compress_fixtures import dataset, wide_exported
 from zuoxiao.core.config.compress import Quantize
+from zuoxiao.core.errors import InputError
 from zuoxiao.student.compress.export import onnx_logits, onnx_session
 from zuoxiao.student.compress.nbit import pack_rows, quantize_embeddings_4bit, unpack_rows
 from zuoxiao.student.compress.quantize import quantize_onnx
@@ -99,7 +100,7 @@ def test_quantize_with_4bit_embeddings(exported):
 
 def test_no_vocabulary_table_is_a_clear_error(exported):
     model, _, path, d = exported
-    with pytest.raises(ValueError, match=r"no Gather over a \[7, k\] float table.*embedding_bits: 8"):
+    with pytest.raises(InputError, match=r"no Gather over a \[7, k\] float table.*embedding_bits: 8"):
         quantize_embeddings_4bit(path, d / "none.onnx", 7)
 
 
