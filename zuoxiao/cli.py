@@ -373,7 +373,31 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def entry() -> None:
+    """The console script: main(), then exit with its code.
 
-__all__ = ["main", "build_parser", "EXIT_BAD_INPUT"]
+    After main() returns, Python still joins the threads Beam, gRPC or torch left running and runs their
+    atexit hooks, which can take seconds. A Ctrl-C then printed "Exception ignored in: <module 'threading'>"
+    and a KeyboardInterrupt traceback (or, later in finalisation, died by SIGINT), although the command had
+    finished and committed its output. So a late Ctrl-C says what happened and exits with the command's own
+    code. A process started with SIGINT ignored (nohup, a background job) keeps ignoring it.
+    """
+    import signal
+
+    code = main()
+
+    def late_interrupt(signum, frame):
+        print(f"zuoxiao: interrupted while exiting; the command had already finished (exit {code}) and its "
+              "output is complete", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(code)
+
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, late_interrupt)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    entry()
+
+__all__ = ["main", "entry", "build_parser", "EXIT_BAD_INPUT"]

@@ -204,3 +204,32 @@ def test_real_new_head_report_is_replaced_by_one_info_line(tmp_path, caplog):
         for f in saved:
             if f not in hf.filters:
                 hf.addFilter(f)
+
+
+def test_a_ctrl_c_while_exiting_keeps_the_exit_code_and_says_so():
+    """Python joins leftover non-daemon threads (Beam's, gRPC's) after main() returns; a Ctrl-C then must
+    not turn a finished command into a silent SIGINT death (exit -2)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import threading, time\n"
+            "from zuoxiao import cli\n"
+            "def fake_main(argv=None):\n"
+            "    threading.Thread(target=time.sleep, args=(30,)).start()  # a thread shutdown must join\n"
+            "    print('finished', flush=True)\n"
+            "    return 0\n"
+            "cli.main = fake_main\n"
+            "cli.entry()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "finished"
+        time.sleep(0.5)  # main() has returned; the interpreter waits for the thread
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "interrupted while exiting" in err and "already finished (exit 0)" in err
+    assert "Traceback" not in err  # before: "Exception ignored in: <module 'threading'>" + KeyboardInterrupt
