@@ -83,8 +83,9 @@ def test_quantize_with_4bit_embeddings(exported):
     i8 = quantize_onnx(path, d / "int8.onnx", embedding_bits=8, vocab_size=vocab)
     i4 = quantize_onnx(path, d / "int4.onnx", embedding_bits=4, vocab_size=vocab)
     assert i4["embedding_bits"] == 4 and "nodes" not in i4
-    # the word table: vocab*width int8 bytes -> vocab*width/2 + 4 bytes of fp16 lo/step per row
-    assert i8["int8_bytes"] - i4["int8_bytes"] > vocab * (width // 2 - 4) - 3000  # 3 kB: the new nodes' names
+    # the word table: vocab*width int8 bytes -> vocab*width/2 + 4 bytes of fp16 lo/step per row, plus a fixed
+    # ~3.5 kB (the 2 kB byte -> codes lookup table and the new nodes' names): a real table saves ~0.3 MB
+    assert i8["int8_bytes"] - i4["int8_bytes"] > vocab * (width // 2 - 4) - 3500
     g = onnx.load(str(d / "int4.onnx")).graph
     shapes = {i.name: (i.data_type, list(i.dims)) for i in g.initializer}
     packed = [n for n in shapes if n.endswith("_q4_packed")]
