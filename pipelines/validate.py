@@ -156,7 +156,9 @@ class DropDuplicateIds(beam.PTransform):
             records
             | "KeyById" >> beam.Map(lambda r: (r["id"], r))
             | "GroupById" >> beam.GroupByKey()
-            | "FirstWins" >> beam.FlatMap(_first_wins).with_outputs(REJECTED, main="records")
+            # the main output's type said outright: Beam >= 2.78 infers Union[TaggedOutput, dict] from the
+            # generator, and a typed step downstream (label.augment's Perturb) then fails its type check
+            | "FirstWins" >> beam.FlatMap(_first_wins).with_output_types(dict).with_outputs(REJECTED, main="records")
         )
 
 
