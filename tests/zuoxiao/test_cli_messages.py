@@ -222,7 +222,10 @@ def test_a_ctrl_c_while_exiting_keeps_the_exit_code_and_says_so():
             "    return 0\n"
             "cli.main = fake_main\n"
             "cli.entry()\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a Ctrl-C as a terminal sends it: SIGINT at its default disposition (a CI job started in the background
+    # inherits SIGINT ignored, and entry() then keeps ignoring it, as it should)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout.readline().strip() == "finished"
         time.sleep(0.5)  # main() has returned; the interpreter waits for the thread
