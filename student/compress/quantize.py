@@ -36,13 +36,8 @@ def quantize_onnx(src: str | Path, dst: str | Path, per_channel: bool = True,
 
     src, dst = Path(src), Path(dst)
     rr = (not has_vnni()) if reduce_range == "auto" else bool(reduce_range)
-    info = {}
     with tempfile.TemporaryDirectory() as tmp:
-        if embedding_bits == 4:
-            from zuoxiao.student.compress.nbit import quantize_embeddings_4bit
-
-            info = quantize_embeddings_4bit(src, Path(tmp) / "q4.onnx", vocab_size)
-        model_in = _pre_process(Path(tmp) / "q4.onnx" if info else src, Path(tmp))
+        model_in, info = _prepare(src, Path(tmp), embedding_bits, vocab_size)
         tmp_out = Path(tmp) / "q.onnx"
         quantize_dynamic(str(model_in), str(tmp_out), per_channel=per_channel, reduce_range=rr,
                          weight_type=QuantType.QInt8, nodes_to_exclude=info.pop("nodes", []))
@@ -91,13 +86,8 @@ def quantize_onnx_static(src: str | Path, dst: str | Path, tokenizer, texts: lis
     calib = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
              "percentile": CalibrationMethod.Percentile}[method]
     act = QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8
-    info = {}
     with tempfile.TemporaryDirectory() as tmp:
-        if embedding_bits == 4:
-            from zuoxiao.student.compress.nbit import quantize_embeddings_4bit
-
-            info = quantize_embeddings_4bit(src, Path(tmp) / "q4.onnx", vocab_size)
-        model_in = _pre_process(Path(tmp) / "q4.onnx" if info else src, Path(tmp))
+        model_in, info = _prepare(src, Path(tmp), embedding_bits, vocab_size)
         tmp_out = Path(tmp) / "q.onnx"
         reader = _Calibration(tokenizer, texts, names, max_length, pad=method != "minmax")
         quantize_static(str(model_in), str(tmp_out), reader,
@@ -138,6 +128,18 @@ def optimize_onnx(src: str | Path, dst: str | Path, level: str = "extended") -> 
         shutil.move(str(tmp), dst)
     return {"optimize": level, "bytes_before": before, "bytes_after": dst.stat().st_size,
             "optimizing_load_s": round(load_s, 3)}
+
+
+def _prepare(src: Path, tmp: Path, embedding_bits: int, vocab_size: int | None) -> tuple[Path, dict]:
+    """(graph to quantise, what the 4-bit rewrite did): the 4-bit word table first when asked (nbit.py;
+    its "nodes" are the ones int8 must leave alone), then ORT's pre-processing."""
+    info = {}
+    if embedding_bits == 4:
+        from zuoxiao.student.compress.nbit import quantize_embeddings_4bit
+
+        info = quantize_embeddings_4bit(src, tmp / "q4.onnx", vocab_size)
+        src = tmp / "q4.onnx"
+    return _pre_process(src, tmp), info
 
 
 def _pre_process(src: Path, tmp: Path) -> Path:

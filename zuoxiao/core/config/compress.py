@@ -182,7 +182,7 @@ class Quantize(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _static_needs_onnx(self):
+    def _onnx_only_options(self):
         if self.mode == "static" and self.backend != "onnx":
             raise ValueError("quantize.mode=static needs backend=onnx (torch.ao is measured dynamic only)")
         if self.embedding_bits == 4 and self.backend != "onnx":
