@@ -22,6 +22,38 @@ def test_onnx_matches_pytorch_with_dynamic_batch_and_length(exported):
     assert onnx_logits(sess, tok, texts[:1], 48).shape == (1, 2)
 
 
+def test_export_uses_the_short_additive_mask_and_leaves_the_model_as_it_was(exported):
+    import onnx
+
+    model, tok, path, _ = exported
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    # transformers' SDPA mask builder traces to Range/And/IsNaN/Where over [B, 1, T, T]; the short mask has none
+    assert not ops & {"Range", "IsNaN", "Where", "And"}, ops
+    assert not model.training and model.config._attn_implementation != "eager"
+
+
+def test_export_falls_back_to_the_plain_trace_when_the_forward_rejects_a_4d_mask(tmp_path):
+    import onnx
+    from transformers import BertForSequenceClassification
+
+    from tests.student.compress.compress_fixtures import make_model, make_tokenizer
+    from zuoxiao.student.compress.export import export_onnx
+
+    class TwoDMaskOnly(BertForSequenceClassification):
+        def forward(self, attention_mask=None, **kw):
+            assert attention_mask.dim() == 2, "this model takes [batch, sequence] masks only"
+            return super().forward(attention_mask=attention_mask, **kw)
+
+    base = make_model()
+    model = TwoDMaskOnly(base.config).eval()
+    model.load_state_dict(base.state_dict())
+    tok = make_tokenizer(tmp_path / "tok")
+    path = export_onnx(model, tok, tmp_path / "m.onnx")
+    assert "Where" in {n.op_type for n in onnx.load(str(path)).graph.node}  # the plain trace
+    texts, _ = dataset(1)
+    assert max_abs_diff(model, tok, path, texts + ["the plot " * 9], max_length=48) < 1e-4
+
+
 def test_quantised_predictions_agree_with_fp32(exported):
     model, tok, path, d = exported
     info = quantize_onnx(path, d / "int8.onnx", per_channel=True, reduce_range="auto")
