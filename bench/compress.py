@@ -207,6 +207,7 @@ def main(argv=None) -> dict:
         **{k: ratio[k] for k in ("latency_ratio", "latency_ratio_with_tokenizer", "latency_ratio_per_call",
                                  "latency_ratio_per_call_with_tokenizer")},
         "paired_latency": {"warm": ratio["warm"], "per_call": ratio["per_call"]},
+        "machine": report.get("measured_on"),
         "retention": round(shipped["accuracy"] / teacher["accuracy"], 4),
         "compression_cost_points": round(100 * (student["accuracy"] - shipped["accuracy"]), 2),
         "targets": TARGETS,

@@ -176,7 +176,9 @@ def main(argv=None) -> dict:
         teacher, bundle, texts = Path(args.teacher), Path(args.bundle), read_texts(args.texts, args.text_column)
     else:
         p.error("give a run dir, or --teacher, --bundle and --texts")
-    out = {"teacher": str(teacher), "bundle": str(bundle), "runs": args.runs,
+    from zuoxiao.student.compress.latency import cpu_info
+
+    out = {"teacher": str(teacher), "bundle": str(bundle), "runs": args.runs, "machine": cpu_info(),
            **both_schedules(teacher, bundle, texts, runs=args.runs, block=args.block), "target": 0.05}
     print(json.dumps(out, indent=2))
     return out

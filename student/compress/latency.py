@@ -9,11 +9,39 @@ multi-thread timings there are mostly noise.
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
+
+# what decides int8/fp32 kernel speed on x86 and Arm; a latency number is only comparable with its CPU
+_SIMD = ("avx512_vnni", "avx_vnni", "amx_int8", "avx512f", "avx2", "asimddp", "asimd")
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict:
+    """{"cpu", "arch", "cores", "simd": [...], "int8_dot_product": bool}: the machine a latency was measured on.
+
+    ``int8_dot_product`` (VNNI/AMX on x86, dot-product on Arm) is what separates fast int8 CPUs: without it
+    ONNX Runtime's u8s8 kernels use 7-bit weights (reduce_range) and run slower (docs/compress.md).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    name = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                 if line.lower().startswith(("model name", "hardware"))), platform.processor() or "unknown")
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.lower().startswith(("flags", "features")):
+            flags.update(line.split(":", 1)[1].split())
+    simd = [f for f in _SIMD if f in flags]
+    return {"cpu": name, "arch": platform.machine(), "cores": os.cpu_count(), "simd": simd,
+            "int8_dot_product": any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))}
 
 
 def percentiles(times_s: list[float]) -> dict:

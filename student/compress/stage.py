@@ -28,6 +28,7 @@ from zuoxiao.core.paths import StagePaths
 from zuoxiao.core.results import CompressResult
 from zuoxiao.core.shards import write_json_atomic
 from zuoxiao.student.compress import steps as S
+from zuoxiao.student.compress.latency import cpu_info
 from zuoxiao.student.compress.report import write_report
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ def compress(cfg: CompressView, paths: StagePaths) -> CompressResult:
         records.append(S.measure_state(ctx, state, state.dir.name, "export", info))
     report = {"task": cfg.task.name, "label_names": ctx.label_names, "teacher": teacher, "steps": records,
               "final": {"dir": str(state.dir), "onnx": str(state.onnx), "name": records[-1]["name"]},
-              "max_length": ctx.max_length, "seconds": round(time.time() - t0, 1),
+              "max_length": ctx.max_length, "seconds": round(time.time() - t0, 1), "measured_on": cpu_info(),
               "label_dir": str(paths.label), "student_dir": str(paths.student)}
     write_json_atomic(paths.compress / REPORT, report)
     write_report(report, paths.compress)

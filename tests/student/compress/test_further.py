@@ -120,6 +120,19 @@ def test_latency_with_tokenizer_is_at_least_model_only(trained):
             assert t["tokens"] == 16 and t["p50"] >= t["model_p50"] > 0 and lat["b1"]["p50"] > 0
 
 
+def test_cpu_info_reads_x86_and_arm_cpuinfo():
+    from zuoxiao.student.compress.latency import cpu_info
+
+    x86 = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    info = cpu_info(x86)
+    assert info["cpu"] == "AMD EPYC 7B13" and info["simd"] == ["avx2"] and info["int8_dot_product"] is False
+    vnni = x86.replace("avx2 fma", "avx2 avx512f avx512_vnni")
+    assert cpu_info(vnni)["simd"] == ["avx512_vnni", "avx512f", "avx2"] and cpu_info(vnni)["int8_dot_product"]
+    arm = "processor\t: 0\nFeatures\t: fp asimd asimddp crc32\n"
+    assert cpu_info(arm)["simd"] == ["asimddp", "asimd"] and cpu_info(arm)["int8_dot_product"]
+    assert cpu_info("")["simd"] == [] and cpu_info()["cores"] >= 1
+
+
 def test_static_mode_needs_onnx_backend():
     with pytest.raises(ConfigError, match="static needs backend=onnx"):
         parse_config({"task": {"name": "x"}, "compress": {"steps": [{"kind": "quantize", "backend": "torch",
