@@ -219,11 +219,12 @@ def _quantize(ctx, state, step, out):
         qinfo = quantize_onnx_static(state.onnx, out / "model.onnx", state.tokenizer, calib, _names(state),
                                      ctx.max_length, per_channel=step.per_channel, reduce_range=step.reduce_range,
                                      method=step.calibration_method, activation_type=step.activation_type,
-                                     embedding_bits=step.embedding_bits, vocab_size=model.config.vocab_size)
+                                     embedding_bits=step.embedding_bits, vocab_size=model.config.vocab_size,
+                                     residual_sum=step.residual_sum)
     else:
         qinfo = quantize_onnx(state.onnx, out / "model.onnx", per_channel=step.per_channel,
                               reduce_range=step.reduce_range, embedding_bits=step.embedding_bits,
-                              vocab_size=model.config.vocab_size)
+                              vocab_size=model.config.vocab_size, residual_sum=step.residual_sum)
     state.onnx.unlink()  # the fp32 graph is re-creatable from the previous step; keep the disk small
     state = replace(state, onnx=out / "model.onnx", runtime="onnx-int8")
     if step.optimize != "none":

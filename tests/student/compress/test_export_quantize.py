@@ -67,6 +67,31 @@ def test_quantised_predictions_agree_with_fp32(exported):
     assert np.mean(int8[: len(gold)].argmax(-1) == np.asarray(gold)) >= 0.9
 
 
+def test_residual_adds_become_sums_so_onnxruntime_does_not_fuse_skip_layernorm(exported, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    model, tok, path, _ = exported
+    fused = quantize_onnx(path, tmp_path / "fused.onnx", residual_sum=False)
+    summed = quantize_onnx(path, tmp_path / "summed.onnx")
+    # 2 layers x 2 residual LayerNorms + the embeddings' LayerNorm
+    assert "residual_sums" not in fused and summed["residual_sums"] == 5
+
+    def loaded_ops(p):  # the graph as ONNX Runtime runs it, after its load-time fusions
+        opts = ort.SessionOptions()
+        opts.optimized_model_filepath = str(p.with_suffix(".opt.onnx"))
+        ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
+        return {n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node}
+
+    assert "SkipLayerNormalization" in loaded_ops(tmp_path / "fused.onnx")
+    ops = loaded_ops(tmp_path / "summed.onnx")
+    assert "SkipLayerNormalization" not in ops and {"Sum", "LayerNormalization"} <= ops
+    texts, _ = dataset(1)
+    a = onnx_logits(onnx_session(tmp_path / "fused.onnx"), tok, texts, 32)
+    b = onnx_logits(onnx_session(tmp_path / "summed.onnx"), tok, texts, 32)
+    assert np.allclose(a, b, atol=1e-5)
+
+
 def test_torch_dynamic_int8_agrees(exported):
     model, tok, _, _ = exported
     import copy
