@@ -11,7 +11,8 @@ per step accuracy, bytes, latency p50 at batch 1 with 16 and 64 tokens, model on
 the final size_ratio (bundle runtime bytes / teacher fp32 safetensors bytes), latency_ratio (bundle ONNX
 p50 / teacher PyTorch fp32 p50, batch 1, 1 thread, the larger of the 16- and 64-token ratios, each model
 timed warm in alternating blocks; latency_ratio_with_tokenizer likewise with tokenisation in both timings;
-latency_ratio_per_call with the two alternating call by call, the bundle then timed cold: bench/latency.py),
+latency_ratio_per_call with the two alternating call by call, the bundle then timed cold; each the median of
+--latency-repeat measurements, latency_ratio_range their spread: bench/latency.py),
 retention (bundle / teacher accuracy) and compression_cost_points (uncompressed student accuracy - bundle
 accuracy, in points), against the targets size_ratio <= 0.025, latency_ratio <= 0.05, retention >= 0.98,
 cost <= 1 point (issue 10).
@@ -57,6 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--recover-steps", type=int, default=400)
     p.add_argument("--recover-lr", type=float, default=1e-4)
     p.add_argument("--latency-runs", type=int, default=40)
+    p.add_argument("--latency-repeat", type=int, default=3,
+                   help="paired teacher/bundle measurements; latency_ratio is their median (bench/latency.py --repeat)")
     p.add_argument("--distill-args", default="--skip-hard --transfer-rows 20000",
                    help="extra flags for bench/distill_quality.py when the workdir is empty")
     return p.parse_args(argv)
@@ -183,9 +186,9 @@ def main(argv=None) -> dict:
 
     texts = read_labelled(cfg.task.eval, ds["labels"]).texts[:64]
     lat = step_latency_16_64(report, args.latency_runs, texts)
-    from latency import both_schedules
+    from latency import repeated
 
-    ratio = both_schedules(teacher_dir, paths.bundle, texts, runs=args.latency_runs)
+    ratio = repeated(teacher_dir, paths.bundle, texts, runs=args.latency_runs, block=10, repeat=args.latency_repeat)
     teacher = report["teacher"]
     shipped = json.loads((paths.ship / "shipped.json").read_text())["bundle"]
     student = report["steps"][0]
@@ -206,7 +209,8 @@ def main(argv=None) -> dict:
         "size_ratio": round(shipped["bytes"] / weights_bytes(teacher_dir), 4),
         **{k: ratio[k] for k in ("latency_ratio", "latency_ratio_with_tokenizer", "latency_ratio_per_call",
                                  "latency_ratio_per_call_with_tokenizer")},
-        "paired_latency": {"warm": ratio["warm"], "per_call": ratio["per_call"]},
+        "latency_ratio_range": ratio["latency_ratio_range"],
+        "paired_latency": {"warm": ratio["warm"], "per_call": ratio["per_call"], "repeats": ratio["repeats"]},
         "machine": report.get("measured_on"),
         "retention": round(shipped["accuracy"] / teacher["accuracy"], 4),
         "compression_cost_points": round(100 * (student["accuracy"] - shipped["accuracy"]), 2),
