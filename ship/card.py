@@ -55,7 +55,7 @@ not installed where this bundle was built.
 | **this bundle** | **{shipped['accuracy']:.4f}** | {shipped['macro_f1']:.4f} | {_fmt(shipped.get('agreement'), 4)} | {shipped['bytes'] / 1e6:.2f} | {_fmt(lat['b1']['p50'])} |
 
 Size: {shipped['bytes'] / 1e6:.2f} MB for model + tokenizer + config ({shipped['model_bytes'] / 1e6:.2f} MB ONNX).
-Latency (CPU{_machine(report.get('measured_on'))}, {ctx.cc.latency_threads} thread(s), {ctx.cc.latency_seq_len} tokens): batch 1 p50 {_fmt(lat['b1']['p50'])} ms /
+Latency ({_machine(report.get('measured_on'))}, {ctx.cc.latency_threads} thread(s), {ctx.cc.latency_seq_len} tokens): batch 1 p50 {_fmt(lat['b1']['p50'])} ms /
 p95 {_fmt(lat['b1']['p95'])} ms; batch 32 p50 {_fmt(lat.get('b32', {}).get('p50'))} ms. Full per-step table: `report.md`, plot: `pareto.png`.
 
 ## Known weaknesses
@@ -184,9 +184,9 @@ def _baseline_row(report: dict) -> str:
 
 
 def _machine(info: dict | None) -> str:
-    """' on AMD EPYC (x86_64, avx2, no int8 dot product)': latency means little without the CPU it ran on."""
+    """'CPU: AMD EPYC, x86_64, avx2, no int8 dot-product instructions': latency means little without its CPU."""
     if not info:
-        return ""
+        return "CPU"
     simd = ", ".join(info.get("simd") or []) or "no SIMD flags read"
-    dot = "int8 dot product" if info.get("int8_dot_product") else "no int8 dot product (VNNI)"
-    return f" on {info.get('cpu', 'unknown')} ({info.get('arch', '?')}, {simd}, {dot})"
+    dot = "int8 dot-product instructions" if info.get("int8_dot_product") else "no int8 dot-product instructions (VNNI)"
+    return f"CPU: {info.get('cpu', 'unknown')}, {info.get('arch', '?')}, {simd}, {dot}"
