@@ -70,9 +70,10 @@ def export_onnx(model, tokenizer, path: str | Path, opset: int = 17) -> Path:
             with torch.no_grad():
                 ref = _LogitsOnly(model, names)(*args).numpy()
             got = onnx_session(path).run(["logits"], {n: a.numpy() for n, a in zip(names, args, strict=True)})[0]
-            if np.abs(ref - got).max() < 1e-4:
+            diff = float(np.abs(ref - got).max())
+            if diff < 1e-4:
                 return path
-            log.info("short-mask export differs from PyTorch by %.2e; using the plain trace", np.abs(ref - got).max())
+            log.info("short-mask export differs from PyTorch by %.2e; using the plain trace", diff)
         except Exception as err:  # a forward that rejects a 4-D mask: the plain trace below still works
             log.info("short-mask export failed (%s); using the plain trace", err)
     _trace(_LogitsOnly(model, names), args, names, path, opset)

@@ -20,6 +20,8 @@ import torch
 
 # what decides int8/fp32 kernel speed on x86 and Arm; a latency number is only comparable with its CPU
 _SIMD = ("avx512_vnni", "avx_vnni", "amx_int8", "avx512f", "avx2", "asimddp", "asimd")
+# x86 int8 dot-product instructions: without them ORT's u8s8 kernels need 7-bit weights (quantize.has_vnni)
+X86_INT8_DOT = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 def cpu_info(cpuinfo: str | None = None) -> dict:
@@ -41,7 +43,7 @@ def cpu_info(cpuinfo: str | None = None) -> dict:
             flags.update(line.split(":", 1)[1].split())
     simd = [f for f in _SIMD if f in flags]
     return {"cpu": name, "arch": platform.machine(), "cores": os.cpu_count(), "simd": simd,
-            "int8_dot_product": any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))}
+            "int8_dot_product": any(f in flags for f in (*X86_INT8_DOT, "asimddp"))}
 
 
 def percentiles(times_s: list[float]) -> dict:

@@ -20,11 +20,9 @@ log = logging.getLogger(__name__)
 
 def has_vnni() -> bool:
     """True when /proc/cpuinfo lists AVX512-VNNI, AVX-VNNI or AMX (int8 dot products without overflow)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    from zuoxiao.student.compress.latency import X86_INT8_DOT, cpu_info
+
+    return any(f in cpu_info()["simd"] for f in X86_INT8_DOT)
 
 
 def quantize_onnx(src: str | Path, dst: str | Path, per_channel: bool = True,
