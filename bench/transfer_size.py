@@ -13,6 +13,7 @@ student recipe (configs/<dataset>.yaml `train:`) is trained on them; variants, e
     augment    the same with label.augment.enabled (the config's copies, default 2)      (--augment)
     extra      N pool rows + --extra-unlabelled M more pool rows given as a second source,
                label column dropped (label.extra_inputs, label_column: null)              (--extra-unlabelled M)
+    join       the same with --joins J joined rows per row (label.augment: copies 0, joins J)  (--joins J)
 
 Test accuracy (task.eval = test split; the checkpoint is chosen on the dev split) of every student and of the
 teacher goes to one JSON object on stdout; the plot (accuracy vs label.input rows, one line per variant, the
@@ -38,7 +39,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from distill_quality import DATASETS, dataset_args, split_files  # noqa: E402 - bench/ is not a package
 
-VARIANTS = ("plain", "augment", "extra")
+VARIANTS = ("plain", "augment", "extra", "join")
 
 
 def parse_args(argv=None):
@@ -48,6 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--augment", action="store_true", help="also the augment variant (label.augment on)")
     p.add_argument("--extra-unlabelled", type=int, default=0, metavar="M",
                    help="also the extra variant: M more pool rows as an unlabelled second source")
+    p.add_argument("--joins", type=int, default=0, metavar="J",
+                   help="also the join variant: J joined rows per row (label.augment.joins)")
     p.add_argument("--teacher", default=None, help="a fine-tuned teacher dir (default: fine-tune once into --workdir)")
     p.add_argument("--teacher-rows", type=int, default=None,
                    help="gold rows of the teacher = rows skipped before the pool (default: the config's "
@@ -67,9 +70,10 @@ def parse_args(argv=None):
         p.error(f"--sizes {args.sizes!r}: give comma-separated row counts such as 1000,2000,4000")
     if not args.sizes or args.sizes[0] < 1:
         p.error("--sizes needs at least one positive row count")
-    if args.extra_unlabelled < 0:
-        p.error("--extra-unlabelled must be >= 0")
-    args.variants = ["plain"] + (["augment"] if args.augment else []) + (["extra"] if args.extra_unlabelled else [])
+    if args.extra_unlabelled < 0 or args.joins < 0:
+        p.error("--extra-unlabelled and --joins must be >= 0")
+    args.variants = (["plain"] + (["augment"] if args.augment else []) + (["extra"] if args.extra_unlabelled else [])
+                     + (["join"] if args.joins else []))
     return args
 
 
@@ -169,6 +173,8 @@ def run_config(args, base: dict, files: dict, work: Path, teacher: str, size: in
     lab.setdefault("teacher", {})["path"] = teacher
     if variant == "augment":
         lab["augment"] = {**lab.get("augment", {}), "enabled": True}
+    if variant == "join":
+        lab["augment"] = {**lab.get("augment", {}), "enabled": True, "copies": 0, "joins": args.joins}
     if variant == "extra":
         lab["extra_inputs"] = [{"path": str(work / "extra.jsonl"), "text_column": "body", "label_column": None}]
     tr = raw.setdefault("train", {})
@@ -282,7 +288,8 @@ def main(argv=None) -> dict:
               "extra_unlabelled": args.extra_unlabelled, "test_rows": test_rows,
               "legend": {k: v for k, v in {
                   "plain": "plain", "augment": f"augment (+{cfg.label.augment.copies} copies/row)",
-                  "extra": f"extra (+{args.extra_unlabelled} unlabelled rows, 2nd source)"}.items() if k in acc},
+                  "extra": f"extra (+{args.extra_unlabelled} unlabelled rows, 2nd source)",
+                  "join": f"join (+{args.joins} joined rows/row)"}.items() if k in acc},
               "seconds": times, "settings": {k: v for k, v in vars(args).items() if k != "variants"}}
     if args.merge:
         merge(result, json.loads(Path(args.merge).read_text()))

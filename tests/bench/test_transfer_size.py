@@ -17,9 +17,11 @@ def test_arguments_give_sorted_sizes_and_the_variants():
     assert a.sizes == [1000, 2000, 4000] and a.variants == ["plain"]
     a = T.parse_args(["--dataset", "demo", "--augment", "--extra-unlabelled", "500"])
     assert a.variants == ["plain", "augment", "extra"] and a.sizes == [1000, 2000, 4000, 8000]
+    assert T.parse_args(["--dataset", "demo", "--joins", "1"]).variants == ["plain", "join"]
 
 
-@pytest.mark.parametrize("argv", [["--sizes", "1k"], ["--sizes", "0"], ["--sizes", ","], ["--extra-unlabelled", "-1"]])
+@pytest.mark.parametrize("argv", [["--sizes", "1k"], ["--sizes", "0"], ["--sizes", ","], ["--extra-unlabelled", "-1"],
+                                  ["--joins", "-1"]])
 def test_bad_arguments_exit_2_naming_the_value(argv, capsys):
     with pytest.raises(SystemExit) as err:
         T.parse_args(["--dataset", "sst2", *argv])
@@ -29,8 +31,8 @@ def test_bad_arguments_exit_2_naming_the_value(argv, capsys):
 
 def test_dry_run_builds_and_validates_every_run_config(tmp_path, capsys):
     plan = T.main(["--dataset", "demo", "--sizes", "100,200", "--augment", "--extra-unlabelled", "50",
-                   "--dry-run", "--workdir", str(tmp_path)])
-    assert plan["runs"] == 6 and plan["variants"] == ["plain", "augment", "extra"]
+                   "--joins", "1", "--dry-run", "--workdir", str(tmp_path)])
+    assert plan["runs"] == 8 and plan["variants"] == ["plain", "augment", "extra", "join"]
     assert json.loads(capsys.readouterr().out)["recipe"].endswith("configs/demo.yaml")
     args = T.parse_args(["--dataset", "demo", "--extra-unlabelled", "50", "--dry-run"])
     base, _ = T.recipe("demo")
@@ -41,6 +43,9 @@ def test_dry_run_builds_and_validates_every_run_config(tmp_path, capsys):
     assert cfg.label.extra_inputs[0].label_column is None and cfg.label.extra_inputs[0].text_column == "body"
     assert cfg.train == T.run_config(args, base, files, tmp_path, "t", 100, "plain").train  # the shipped recipe
     assert T.run_config(args, base, files, tmp_path, "t", 100, "augment").label.augment.enabled
+    args.joins = 2
+    aug = T.run_config(args, base, files, tmp_path, "t", 100, "join").label.augment
+    assert aug.enabled and aug.copies == 0 and aug.joins == 2
 
 
 def test_plot_writes_a_png(tmp_path):

@@ -193,6 +193,23 @@ def test_augmentation_end_to_end(tmp_path, make_cfg):
     assert any("[MASK]" in r["text"] for r in aug)
 
 
+def test_joined_rows_end_to_end(tmp_path, make_cfg):
+    path = write_tsv(tmp_path / "in.tsv", SENTENCES)
+    cfg = make_cfg(path, augment={"enabled": True, "copies": 0, "joins": 1, "seed": 1})
+    m = label_from_config(cfg, tmp_path / "o")
+    rows = _rows(tmp_path / "o")
+    originals = {r["text"] for r in rows if not r["augmented"]}
+    joined = [r for r in rows if r["augmented"]]
+    # one per row, less any row whose only draw was itself (such a join equals the row and is dropped)
+    assert 10 <= m["counts"]["augmented"] == len(joined) <= 12
+    for r in joined:
+        assert r["id"].endswith("~join0") and r["gold"] is None
+        assert sum(t in r["text"] for t in originals) >= 2  # the row's own text and at least one partner
+    again = label_from_config(cfg, tmp_path / "o2")
+    assert sorted(r["text"] for r in _rows(tmp_path / "o2")) == sorted(r["text"] for r in rows)
+    assert again["counts"] == m["counts"]
+
+
 def test_cli_and_beam_style_entry(tmp_path, make_cfg, capsys):
     from zuoxiao.cli import main
 

@@ -1,5 +1,8 @@
+import pytest
+from pydantic import ValidationError
+
 from zuoxiao.core.config import AugmentConfig
-from zuoxiao.teacher.augment import augment_record, augment_text, rng_for
+from zuoxiao.teacher.augment import augment_record, augment_text, join_text, rng_for
 
 REC = {"id": "r1", "text": "the plot is very boring and long", "text_hash": "h", "gold": 1,
        "augmented": False, "source": "f", "pos": 0}
@@ -30,3 +33,35 @@ def test_each_operation():
 def test_copies_equal_to_the_original_are_dropped():
     cfg = AugmentConfig(enabled=True, copies=4, p_mask=0.0, p_swap=0.0, p_ngram=0.0)
     assert augment_record(REC, VOCAB, cfg, "[MASK]") == []
+
+
+POOL = ["a fine cast", "dull and slow", "the ending"]
+
+
+def test_join_keeps_the_row_and_adds_one_to_join_max_minus_one_partners():
+    pool = ["AA", "BB", "CC"]  # one word each: what is left after taking the row's words out are the partners
+    counts = set()
+    for i in range(50):
+        words = join_text("the plot", pool, rng_for(0, f"r{i}", 10_000), join_max=3).split()
+        partners = [w for w in words if w not in ("the", "plot")]
+        assert len(words) == 2 + len(partners) and set(partners) <= set(pool)
+        counts.add(len(partners))
+    assert counts == {1, 2}
+    assert join_text("x", [], rng_for(0, "r", 0), 3) == "x"
+    assert join_text("x", ["x"], rng_for(0, "r", 0), 3) == "x"  # its own text is not a partner
+
+
+def test_joins_are_deterministic_and_independent_of_copies():
+    cfg = AugmentConfig(enabled=True, copies=0, joins=2, seed=3)
+    a = augment_record(REC, VOCAB, cfg, "[MASK]", POOL)
+    assert [r["id"] for r in a] == ["r1~join0", "r1~join1"] or len(a) == 1  # a duplicate join is dropped
+    assert all(REC["text"] in r["text"] and r["gold"] is None and r["augmented"] for r in a)
+    with_copies = augment_record(REC, VOCAB, cfg.model_copy(update={"copies": 2, "p_mask": 0.5}), "[MASK]", POOL)
+    assert [r for r in with_copies if "~join" in r["id"]] == a
+    assert augment_record(dict(REC), VOCAB, cfg, "[MASK]", list(POOL)) == a
+
+
+def test_augment_that_adds_nothing_is_a_config_error():
+    with pytest.raises(ValidationError, match="copies: 0 and joins: 0"):
+        AugmentConfig(enabled=True, copies=0, joins=0)
+    AugmentConfig(enabled=False, copies=0)  # off: nothing to check

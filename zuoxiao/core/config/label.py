@@ -13,11 +13,21 @@ class AugmentConfig(StrictModel):
     """Grow the transfer set with perturbed copies of each row (Tang et al. 2019): the teacher labels them."""
 
     enabled: bool = False
-    copies: int = Field(2, ge=1, le=50, description="augmented rows per input row")
+    copies: int = Field(2, ge=0, le=50, description="perturbed rows per input row")
     p_mask: float = Field(0.1, ge=0, le=1, description="probability of replacing a word with [MASK]")
     p_swap: float = Field(0.1, ge=0, le=1, description="probability of swapping a word for another from the data")
     p_ngram: float = Field(0.25, ge=0, le=1, description="probability of keeping only a random n-gram span")
+    joins: int = Field(0, ge=0, le=50, description="joined rows per input row: its text and 1 to join_max - 1 "
+                       "other rows' texts of the data, in random order (longer texts from a transfer set of short ones)")
+    join_max: int = Field(3, ge=2, le=8, description="most texts in one joined row")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.enabled and self.copies == 0 and self.joins == 0:
+            raise ValueError("label.augment is enabled with copies: 0 and joins: 0, which adds no rows; "
+                             "set copies and/or joins above 0, or enabled: false")
+        return self
 
 
 class BeamConfig(StrictModel):
