@@ -107,7 +107,8 @@ class LLMScorer:
 
     @torch.no_grad()
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, kv: list | None, keep=0):
-        """ids/pos: (B, L); mask: (B, kv_len + L); kv: per-layer (k, v) of shape (B, H, kv_len, D).
+        """ids/pos: (B, L); mask: (B, kv_len + L), or a 4-D additive mask (B, 1, L, kv_len + L) that the model
+        uses as given; kv: per-layer (k, v) of shape (B, H, kv_len, D).
 
         Returns logits (B, K, V) at the K positions `keep` (a 1-D index tensor, or an int: the last
         `keep` positions, 0 = all) and the new per-layer (k, v) including these L tokens. Only asking
@@ -135,7 +136,14 @@ class LLMScorer:
 
     @torch.no_grad()
     def _score_batch(self, rows: list[list[int]]) -> torch.Tensor:
-        """rows: B lists of token ids (row suffix only). Returns (B, W) word log-probs."""
+        """rows: B lists of token ids (row suffix only). Returns (B, W) word log-probs.
+
+        One forward per batch. The tokens of every multi-token word (all but its last) ride along after
+        the padded rows as branches of a tree: a branch token sees the prefix, its own row's real tokens
+        and the earlier tokens of its own word, and nothing else (a 4-D mask), at positions that continue
+        from its row's end. So the words cost ~sum(len(word) - 1) extra tokens per row and no copy of the
+        prefix's keys/values per word (repeating the cache per word was 60% of the few-shot time).
+        """
         if self.use_prefix_cache:
             kv, p = self._prefix()
             kv = [(k.expand(len(rows), -1, -1, -1), v.expand(len(rows), -1, -1, -1)) for k, v in kv]
@@ -143,35 +151,35 @@ class LLMScorer:
             rows, kv, p = [self._prefix_ids + r for r in rows], None, 0
         b, lens = len(rows), torch.tensor([len(r) for r in rows])
         ln = int(lens.max())
-        ids = torch.zeros(b, ln, dtype=torch.long)  # right padding: real tokens never see pads (causal)
+        multi = [i for i, w in enumerate(self._words) if len(w) > 1]
+        feeds = [self._words[i][:-1] for i in multi]  # tokens 0..k-2 of each word; they predict 1..k-1
+        starts = [ln + sum(len(f) for f in feeds[:j]) for j in range(len(feeds))]
+        n = ln + sum(len(f) for f in feeds)  # (B, n) = padded rows, then every word's branch
+        ids = torch.zeros(b, n, dtype=torch.long)  # right padding: real tokens never see pads (causal)
         for i, r in enumerate(rows):
             ids[i, : len(r)] = torch.tensor(r)
-        real = torch.arange(ln)[None] < lens[:, None]  # (B, L)
-        mask = torch.cat([torch.ones(b, p, dtype=torch.bool), real], 1).long()
-        pos = (p + torch.arange(ln))[None].expand(b, -1)
+        pos = (p + torch.arange(n))[None].repeat(b, 1)
+        q, k = torch.arange(n)[:, None], torch.arange(n)[None]
+        real = k < lens[:, None, None]  # (B, 1, n): keys that are a row's real tokens
+        see = (k <= q) & (k < ln) & (q < ln) & (real | (k == q))  # rows: causal over real tokens (pads: themselves)
+        for f, st in zip(feeds, starts, strict=True):
+            branch = (q >= st) & (q < st + len(f))
+            see = see | (branch & (real & (k < ln) | (k >= st) & (k <= q)))
+            pos[:, st : st + len(f)] = p + lens[:, None] + torch.arange(len(f))[None]
+            ids[:, st : st + len(f)] = torch.tensor(f)
+        see = torch.cat([torch.ones(b, n, p, dtype=torch.bool), see], 2)[:, None]  # (B, 1, n, p + n)
+        dtype = next(self.model.parameters()).dtype
+        mask = torch.zeros(see.shape, dtype=dtype).masked_fill(~see, torch.finfo(dtype).min)
         ends, where = torch.unique(lens - 1, return_inverse=True)  # few distinct ends: rows are length-sorted
-        logits, kv = self._forward(ids, mask, pos, kv, ends)  # (B, len(ends), V)
+        keep = torch.cat([ends, torch.arange(ln, n)])
+        logits, _ = self._forward(ids, mask, pos, kv, keep)  # (B, len(ends) + n - ln, V)
         last = logits[torch.arange(b), where].log_softmax(-1)  # (B, V): next token after each row
         scores = torch.stack([last[:, w[0]] for w in self._words], 1)  # (B, W): first token of each word
-        multi = [i for i, w in enumerate(self._words) if len(w) > 1]
-        if multi:
-            # continue every row with every multi-token word at once: repeat the row cache per word
-            # (B*M, ...); pad slots of the row stay masked, positions continue from the row's end
-            m, t = len(multi), max(len(self._words[i]) for i in multi) - 1
-            cont = torch.zeros(b * m, t, dtype=torch.long)
-            for j, i in enumerate(multi):
-                w = self._words[i][:-1]  # feed tokens 0..k-2; they predict tokens 1..k-1
-                cont[j::m, : len(w)] = torch.tensor(w)
-            kv = [(k.repeat_interleave(m, 0), v.repeat_interleave(m, 0)) for k, v in kv]
-            mask2 = torch.cat([mask.repeat_interleave(m, 0), torch.ones(b * m, t, dtype=torch.long)], 1)
-            pos2 = (p + lens).repeat_interleave(m)[:, None] + torch.arange(t)[None]
-            logits2, _ = self._forward(cont, mask2, pos2, kv)
-            # logits2[:, j] predicts token j+1 of the word, given the row and tokens 0..j
-            lp2 = logits2.log_softmax(-1).view(b, m, t, -1)
-            for j, i in enumerate(multi):
-                w = self._words[i]
-                tgt = torch.tensor(w[1:])
-                scores[:, i] += lp2[:, j, torch.arange(len(w) - 1), tgt].sum(-1)
+        branch_lp = logits[:, len(ends):].log_softmax(-1)  # (B, n - ln, V)
+        for i, f, st in zip(multi, feeds, starts, strict=True):
+            # the logits at branch token j predict token j+1 of the word, given the row and tokens 0..j
+            at = torch.arange(st - ln, st - ln + len(f))
+            scores[:, i] += branch_lp[:, at, torch.tensor(self._words[i][1:])].sum(-1)
         return scores
 
     def word_logprobs(self, texts: Sequence[str]) -> torch.Tensor:

@@ -53,10 +53,12 @@ def test_prefix_cache_equals_no_cache(lm, batch_size):
     assert (s.word_logprobs(TEXTS) - s.word_logprobs(TEXTS)).abs().max() == 0
 
 
-def test_multi_token_word_is_sum_of_token_logprobs(lm):
-    """Hand-computed reference with a plain forward: caught a real off-by-one that cache==no-cache did not."""
+@pytest.mark.parametrize("verbalizers", [None, [["bad", "not good at all"], ["good", "very good", "fun"]]])
+def test_multi_token_word_is_sum_of_token_logprobs(lm, verbalizers):
+    """Hand-computed reference with a plain forward: caught a real off-by-one that cache==no-cache did not.
+    The second case has words of 1, 2 and 4 tokens side by side (branches of different lengths)."""
     model, _ = lm
-    s = scorer(lm)
+    s = scorer(lm, **({"verbalizers": verbalizers} if verbalizers else {}))
     got = s.word_logprobs(TEXTS)
     for n, text in enumerate(TEXTS):
         ctx = s._prefix_ids + s._row_ids(text)
@@ -66,7 +68,9 @@ def test_multi_token_word_is_sum_of_token_logprobs(lm):
                 lp = model(ids).logits[0].log_softmax(-1)
             want = sum(lp[len(ctx) - 1 + j, t] for j, t in enumerate(word))
             assert abs(got[n, w] - want) < 1e-4
-    assert max(len(w) for w in s._words) == 2  # the check above covered multi-token words
+    assert max(len(w) for w in s._words) == (4 if verbalizers else 2)  # the check covered multi-token words
+    nc = scorer(lm, use_prefix_cache=False, batch_size=1, **({"verbalizers": verbalizers} if verbalizers else {}))
+    assert (nc.word_logprobs(TEXTS) - got).abs().max() < 1e-4
 
 
 def test_calibration_makes_content_free_uniform(lm):
