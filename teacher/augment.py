@@ -100,21 +100,24 @@ class Augment(beam.PTransform):
         self.mask_token = mask_token
 
     def expand(self, records):
-        vocab = (
-            records
-            | "Words" >> beam.FlatMap(lambda r: words_of(r["text"]))
-            | "CountWords" >> beam.combiners.Count.PerElement()
-            | "AllCounts" >> beam.combiners.ToList()
-            | "Vocab" >> beam.Map(_top_words)
-        )
-        pool = (
-            records
-            | "JoinCandidates" >> beam.Map(lambda r: (r["text_hash"], r["text"]))
-            # the JOIN_POOL largest hashes: a deterministic sample whatever order rows arrive in
-            | "JoinPool" >> beam.combiners.Top.Of(JOIN_POOL if self.cfg.joins else 0)
-            | "PoolTexts" >> beam.Map(lambda pairs: sorted(t for _, t in pairs))
-        )
+        # each side input is one global combine over every record: build only those the config uses
+        vocab = pool = []
+        if self.cfg.copies:
+            vocab = beam.pvalue.AsSingleton(
+                records
+                | "Words" >> beam.FlatMap(lambda r: words_of(r["text"]))
+                | "CountWords" >> beam.combiners.Count.PerElement()
+                | "AllCounts" >> beam.combiners.ToList()
+                | "Vocab" >> beam.Map(_top_words)
+            )
+        if self.cfg.joins:
+            pool = beam.pvalue.AsSingleton(
+                records
+                | "JoinCandidates" >> beam.Map(lambda r: (r["text_hash"], r["text"]))
+                # the JOIN_POOL largest hashes: a deterministic sample whatever order rows arrive in
+                | "JoinPool" >> beam.combiners.Top.Of(JOIN_POOL)
+                | "PoolTexts" >> beam.Map(lambda pairs: sorted(t for _, t in pairs))
+            )
         return records | "Perturb" >> beam.FlatMap(
-            augment_record, vocab=beam.pvalue.AsSingleton(vocab), cfg=self.cfg, mask_token=self.mask_token,
-            pool=beam.pvalue.AsSingleton(pool),
+            augment_record, vocab=vocab, cfg=self.cfg, mask_token=self.mask_token, pool=pool,
         )
