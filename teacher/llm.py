@@ -93,6 +93,14 @@ class LLMScorer:
             if not ids:
                 raise ConfigError(f"label.teacher.llm.verbalizers: the word {w!r} encodes to no token; "
                                       "give a non-empty word")
+        # multi-token words as branches after the rows (_score_batch): (word index, tokens fed = all but the
+        # last, offset of the branch after the padded rows); the layout is the same for every batch
+        self._branches, off = [], 0
+        for i, ids in enumerate(self._words):
+            if len(ids) > 1:
+                self._branches.append((i, ids[:-1], off))
+                off += len(ids) - 1
+        self._branch_tokens = off
         params = inspect.signature(self.model.forward).parameters
         # transformers 5.x renamed past_key_values -> cache (old name deprecated until 5.40)
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -151,10 +159,7 @@ class LLMScorer:
             rows, kv, p = [self._prefix_ids + r for r in rows], None, 0
         b, lens = len(rows), torch.tensor([len(r) for r in rows])
         ln = int(lens.max())
-        multi = [i for i, w in enumerate(self._words) if len(w) > 1]
-        feeds = [self._words[i][:-1] for i in multi]  # tokens 0..k-2 of each word; they predict 1..k-1
-        starts = [ln + sum(len(f) for f in feeds[:j]) for j in range(len(feeds))]
-        n = ln + sum(len(f) for f in feeds)  # (B, n) = padded rows, then every word's branch
+        n = ln + self._branch_tokens  # (B, n) = padded rows, then every word's branch
         ids = torch.zeros(b, n, dtype=torch.long)  # right padding: real tokens never see pads (causal)
         for i, r in enumerate(rows):
             ids[i, : len(r)] = torch.tensor(r)
@@ -162,7 +167,8 @@ class LLMScorer:
         q, k = torch.arange(n)[:, None], torch.arange(n)[None]
         real = k < lens[:, None, None]  # (B, 1, n): keys that are a row's real tokens
         see = (k <= q) & (k < ln) & (q < ln) & (real | (k == q))  # rows: causal over real tokens (pads: themselves)
-        for f, st in zip(feeds, starts, strict=True):
+        for _, f, off in self._branches:  # f: tokens 0..k-2 of a k-token word; they predict tokens 1..k-1
+            st = ln + off
             branch = (q >= st) & (q < st + len(f))
             see = see | (branch & (real & (k < ln) | (k >= st) & (k <= q)))
             pos[:, st : st + len(f)] = p + lens[:, None] + torch.arange(len(f))[None]
@@ -176,9 +182,9 @@ class LLMScorer:
         last = logits[torch.arange(b), where].log_softmax(-1)  # (B, V): next token after each row
         scores = torch.stack([last[:, w[0]] for w in self._words], 1)  # (B, W): first token of each word
         branch_lp = logits[:, len(ends):].log_softmax(-1)  # (B, n - ln, V)
-        for i, f, st in zip(multi, feeds, starts, strict=True):
+        for i, f, off in self._branches:
             # the logits at branch token j predict token j+1 of the word, given the row and tokens 0..j
-            at = torch.arange(st - ln, st - ln + len(f))
+            at = torch.arange(off, off + len(f))
             scores[:, i] += branch_lp[:, at, torch.tensor(self._words[i][1:])].sum(-1)
         return scores
 
