@@ -25,8 +25,16 @@ stage's own teacher code (teacher/llm_teacher.py) on the first --llm-rows test r
 rows), llm_calibrated_acc (zero-shot, prior fitted on the same rows' predictions without their labels,
 as the label stage fits it on the transfer set), llm_content_free_acc, few_shot_cost_ratio (seconds per
 row, few-shot over zero-shot, prefix KV cache on, prefix cost included). The calibrated LLM competes for
-best_teacher through its accuracy on the first --llm-rows dev rows. llm_lora_acc stays null (see
-llm_lora_reason). --llm-only skips the fine-tunes (their keys are null).
+best_teacher through its accuracy on the first --llm-rows dev rows. --llm-only skips the fine-tunes
+(their keys are null).
+
+LoRA keys (--llm-lora-rows N > 0; `llm_lora_bench`): `finetune_teacher` with finetune.adapter: lora on
+--llm-path (default the embedded SmolLM2-135M-Instruct) and the first N gold rows, shipped defaults
+otherwise (no search, no blend): llm_lora_acc (test), llm_lora_dev_acc, llm_lora_seconds,
+rows_per_s.llm_lora; with the fine-tunes, llm_lora_with_teacher_acc averages its probabilities with the
+default MiniLM teacher's (a two-family ensemble). Both compete for best_teacher where the dataset has its
+own dev split (AG News splits dev off the gold rows, which differ with N). With N = 0 (the default)
+llm_lora_acc is null and llm_lora_reason says why.
 
 Prints one JSON object to stdout; logs go to stderr. Work files go to --workdir (default a temp dir).
 """
@@ -67,9 +75,8 @@ LLM_PROMPTS = {  # as in configs/sst2_llm.yaml; label name -> verbalizer words
                "verbalizers": {"World": ["World", "Politics"], "Sports": ["Sports", "Sport"],
                                "Business": ["Business", "Economy"], "Sci/Tech": ["Technology", "Science", "Sci/Tech"]}},
 }
-LORA_REASON = ("not run by this bench (a second fine-tune of a 135M model): `zuoxiao finetune-teacher` with "
-               "finetune.adapter: lora on embedded:smollm2-135m-instruct gave SST-2 84.6% test (dev 83.3%) on 2,000 gold "
-               "rows in 11.3 min on 2 AVX-512 cores, 7 Dec (docs/train.md, 'LoRA on a causal LM')")
+LORA_REASON = ("not run: --llm-lora-rows 0 (a LoRA fine-tune of a 135M model: SST-2, 2,000 gold rows, ~11 min on 2 "
+               "AVX-512 cores; pass --llm-lora-rows 2000)")
 
 
 def parse_args(argv=None):
@@ -84,13 +91,17 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--llm-rows", type=int, default=200, help="test (and dev) rows for the LLM teacher; 0 = skip")
     p.add_argument("--llm-shots", type=int, default=5, help="few-shot examples for llm_few_shot_acc")
+    p.add_argument("--llm-lora-rows", type=int, default=0,
+                   help="gold rows for the LoRA-tuned LLM teacher (llm_lora_acc); 0 = skip (SST-2, 2,000 rows: ~11 min)")
+    p.add_argument("--llm-path", default="embedded:smollm2-135m-instruct",
+                   help="causal LM for the LoRA teacher (a local dir or embedded name)")
     p.add_argument("--llm-only", action="store_true", help="only the LLM teacher (skip the fine-tunes)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. --set finetune.min_steps=20 (smoke runs; not the shipped defaults)")
     return p.parse_args(argv)
 
 
-def build_config(args, work: Path):
+def build_config(args, work: Path, extra: list[str] = ()):
     from zuoxiao.core.config import apply_overrides, parse_config
     from zuoxiao.core.config.train import FinetuneOptimConfig
 
@@ -118,7 +129,7 @@ def build_config(args, work: Path):
         "finetune": {"data": gold, "teacher": {"max_length": ds["max_length"], "num_threads": args.threads},
                      "search": {"lr": lrs, "epochs": ["auto"], "budget_s": args.search_budget_s},
                      "allow_below_baseline": True},
-    }, args.overrides)), default_lr
+    }, [*args.overrides, *extra])), default_lr
 
 
 def throughput(fn, texts) -> float:
@@ -183,7 +194,6 @@ def llm_bench(args, cfg, splits) -> tuple[dict, tuple | None]:
         "llm_calibrated": "zero-shot, prior fitted on the rows' own predictions (labels unused)",
         "llm_content_free_acc": acc(calibrate(lp0, cf), test_y),
         "llm_few_shot_calibrated_acc": acc(calibrate(lpk, fit_prior(lpk)), test_y),
-        "llm_lora_acc": None, "llm_lora_reason": LORA_REASON,
         "llm_prefix_tokens": {"zero_shot": len(zero.scorer._prefix_ids), "few_shot": len(few.scorer._prefix_ids)},
         "few_shot_cost_ratio": round(sk / s0, 3), "few_shot_cost_ratio_cpu": round(ck / c0, 3),
         "few_shot_cost_note": "seconds per row, few-shot / zero-shot, prefix KV cache built (once per worker: "
@@ -194,6 +204,54 @@ def llm_bench(args, cfg, splits) -> tuple[dict, tuple | None]:
     }
     dev_acc = acc(calibrate(dev_lp, fit_prior(dev_lp)), dev_y)
     return out, (dev_acc, out["llm_calibrated_acc"])
+
+
+def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict]:
+    """The LoRA keys (see the module doc) and their best_teacher candidates {name: (dev acc, test acc)}.
+
+    default_logits: the default MiniLM teacher's (dev [N_dev, C], test [N_test, C]) logits, or None.
+    """
+    import numpy as np
+
+    from zuoxiao.core.evaluate import predict_logits
+    from zuoxiao.teacher.ensemble import combine_logits
+    from zuoxiao.teacher.finetune import finetune_teacher
+    from zuoxiao.teacher.model import load_classifier, load_tokenizer
+
+    if not args.llm_lora_rows:
+        return {"llm_lora_acc": None, "llm_lora_reason": LORA_REASON}, {}
+    cfg, _ = build_config(args, work / "llm_lora", [
+        f"finetune.teacher.path={args.llm_path}", "finetune.adapter=lora", "finetune.search=null",
+        f"finetune.data.limit={args.llm_lora_rows}", "finetune.blend_baseline=off"])
+    t0 = time.perf_counter()
+    m = finetune_teacher(cfg, work / "llm_lora" / "teacher")
+    seconds = time.perf_counter() - t0
+    lora = m["teacher"]
+    out = {"llm_lora_acc": lora["eval"]["accuracy"], "llm_lora_dev_acc": lora["dev"]["accuracy"],
+           "llm_lora_model": args.llm_path, "llm_lora_train_rows": m["train_rows"],
+           "llm_lora_steps": m["train"].get("steps"), "llm_lora_seconds": round(seconds, 1),
+           "llm_lora_recipe": "finetune.adapter: lora (r 8, attention projections) + a new head, shipped optim "
+                              "defaults, no search, no blend"}
+    same_dev = DATASETS[args.dataset]["dev"]  # else dev was split off gold rows that differ with N
+    cands = {"llm_lora": (lora["dev"]["accuracy"], lora["eval"]["accuracy"])} if same_dev else {}
+    tdir = work / "llm_lora" / "teacher"
+    model, tok = load_classifier(str(tdir)), load_tokenizer(str(tdir))
+    max_len = cfg.finetune.teacher.max_length
+    (dev_x, dev_y), (test_x, test_y) = splits.dev, splits.eval
+    t1 = time.perf_counter()
+    z_test = predict_logits(model, tok, test_x, max_len)  # [N_test, C]
+    out["_rows_per_s"] = round(len(test_x) / (time.perf_counter() - t1), 1)
+    if default_logits is not None and same_dev:
+        z_dev = predict_logits(model, tok, dev_x, max_len)
+        acc = lambda z, y: float((np.asarray(z).argmax(-1) == np.asarray(y)).mean())  # noqa: E731
+        mix = lambda a, b: combine_logits([a, b], [1, 1], "prob")  # noqa: E731
+        dev_mix, test_mix = acc(mix(z_dev, default_logits[0]), dev_y), acc(mix(z_test, default_logits[1]), test_y)
+        out["llm_lora_with_teacher_acc"] = round(test_mix, 4)
+        cands["llm_lora_with_teacher"] = (dev_mix, test_mix)
+    elif not same_dev:
+        out["llm_lora_note"] = (f"{args.dataset}'s dev is split off the gold rows, which differ between the MiniLM "
+                                "teacher and the LoRA run: llm_lora does not compete for best_teacher")
+    return out, cands
 
 
 def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict]:
@@ -282,6 +340,7 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict]:
         "seconds": {"finetune_and_search": round(t_finetune, 1), "total": round(time.perf_counter() - t0, 1)},
         "workdir": str(work),
     }
+    out["_default_logits"] = (t_dev, t_test)  # for llm_lora_with_teacher; popped before printing
     return out, candidates
 
 
@@ -311,11 +370,18 @@ def main(argv=None) -> int:
     if llm_candidate is not None:
         candidates["llm_calibrated"] = llm_candidate
         out["dev_acc_note"] = f"llm_calibrated's dev accuracy is on the first {llm['llm_rows']} dev rows only"
+    t2 = time.perf_counter()
+    lora, lora_candidates = llm_lora_bench(args, work, splits, out.pop("_default_logits", None))
+    if "_rows_per_s" in lora:
+        out["rows_per_s"]["llm_lora"] = lora.pop("_rows_per_s")
+    out.update(lora)
+    candidates.update(lora_candidates)
+    out["seconds"]["llm_lora"] = round(time.perf_counter() - t2, 1)
     if candidates:
         best = max(candidates, key=lambda k: candidates[k][0])  # dict order = cheapest first on ties
         out.update(best_teacher=best, best_teacher_acc=candidates[best][1],
                    dev_acc={k: v[0] for k, v in candidates.items()})
-    out["seconds"].update(llm=round(time.perf_counter() - t1, 1), total=round(time.perf_counter() - t0, 1))
+    out["seconds"].update(llm=round(t2 - t1, 1), total=round(time.perf_counter() - t0, 1))
     print(json.dumps(out, indent=1))
     return 0
 

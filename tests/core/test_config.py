@@ -55,6 +55,19 @@ def test_overrides(tmp_path):
     assert cfg.task.label_names == ["a", "b"]
 
 
+def test_yaml_off_and_no_spellings_mean_the_documented_words(tmp_path):
+    """YAML 1.1 reads bare off / no as False: they must still mean "off" / "no", in files and in --set."""
+    p = tmp_path / "c.yaml"
+    p.write_text("label:\n  input: {path: data.jsonl}\nfinetune:\n  data: {path: g.jsonl}\n  blend_baseline: off\n"
+                 "run:\n  data_check: off\n")
+    cfg = load_config(p, ["train.optim.mixed_precision=no"])
+    assert cfg.finetune.blend_baseline == "off" and cfg.run.data_check == "off"
+    assert cfg.train.optim.mixed_precision == "no"
+    assert load_config(p, ["finetune.blend_baseline=auto"]).finetune.blend_baseline == "auto"
+    with pytest.raises(ConfigError, match="blend_baseline"):
+        load_config(p, ["finetune.blend_baseline=true"])  # True is not a spelling of auto
+
+
 def test_validate_cli_exit_codes(tmp_path, capsys):
     good = tmp_path / "good.yaml"
     good.write_text("label:\n  input: {path: data.jsonl}\n")

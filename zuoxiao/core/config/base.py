@@ -13,6 +13,19 @@ EMBEDDED_TEACHER = "embedded:all-MiniLM-L6-v2"
 EMBEDDED_LLM = "embedded:smollm2-135m-instruct"
 
 
+def yaml_false_as(word: str):
+    """A before-validator: YAML 1.1 reads a bare ``off`` / ``no`` as False; take it as ``word``.
+
+    Without it, ``blend_baseline: off`` in a config file (or ``--set finetune.blend_baseline=off``) fails
+    with "got False", though the docs spell the value off.
+    """
+
+    def convert(v):
+        return word if v is False else v
+
+    return convert
+
+
 class StrictModel(BaseModel):
     """Unknown keys are errors (a typo must fail `zuoxiao validate`, not a nightly run)."""
 

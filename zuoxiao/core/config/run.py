@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
-from zuoxiao.core.config.base import StrictModel
+from zuoxiao.core.config.base import StrictModel, yaml_false_as
 
 STAGES = ("finetune", "label", "train", "compress", "ship")
 #: What each stage reads from the stages before it (finetune is optional: without it the label stage
@@ -42,7 +42,7 @@ class RunConfig(StrictModel):
         None, ge=1, description="keep at most this many finished runs (oldest deleted; never 'latest'); null = all"
     )
     cache: CacheConfig = Field(default_factory=CacheConfig)
-    data_check: Literal["error", "warn", "off"] = Field(
+    data_check: Annotated[Literal["error", "warn", "off"], BeforeValidator(yaml_false_as("off"))] = Field(
         "error", description="read every data source before any compute (zuoxiao validate --data): error = its "
         "errors stop the run (exit 2), warn = print them and go on, off = skip the check",
     )

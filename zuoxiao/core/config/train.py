@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from zuoxiao.core.config.base import DataSource, StrictModel, TeacherSpec
+from zuoxiao.core.config.base import DataSource, StrictModel, TeacherSpec, yaml_false_as
 
 
 class OptimConfig(StrictModel):
@@ -21,7 +21,7 @@ class OptimConfig(StrictModel):
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="fraction of steps with linear warmup")
     schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="decay after warmup")
     max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping; null = off")
-    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
+    mixed_precision: Annotated[Literal["auto", "no", "fp16", "bf16"], BeforeValidator(yaml_false_as("no"))] = Field(
         "auto", description="auto = bf16 on a CUDA device that supports it, else no; fp16 needs CUDA"
     )
 
@@ -103,7 +103,7 @@ class FinetuneConfig(StrictModel):
         "baseline, else the run stops before labelling (exit 3)"
     )
     allow_below_baseline: bool = Field(False, description="keep going when the teacher misses min_gain_over_baseline")
-    blend_baseline: Literal["auto", "off"] = Field(
+    blend_baseline: Annotated[Literal["auto", "off"], BeforeValidator(yaml_false_as("off"))] = Field(
         "auto", description="auto: label with (1-w) teacher + w baseline probabilities when a weight w in 0.1..0.5 "
         "beats the teacher alone on dev by blend_min_gain points with p <= blend_max_p (teacher/blend.py); "
         "off: the teacher alone"

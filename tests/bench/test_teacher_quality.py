@@ -1,0 +1,41 @@
+"""bench/teacher_quality.py end to end on tiny models: the demo task, a tiny BERT backbone for the MiniLM
+teacher and a tiny Llama for the LoRA-tuned LLM teacher (numbers are noise; the keys and their wiring are
+what is checked)."""
+
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+
+import teacher_quality as TQ  # noqa: E402 - bench/ is not a package
+
+from tests.run.conftest import build_tiny_backbone  # noqa: E402
+from tests.teacher.tiny_llm import save_tiny_llm  # noqa: E402
+
+
+def test_lora_llm_teacher_keys_and_its_ensemble_with_the_default_teacher(tmp_path, capsys):
+    backbone = build_tiny_backbone(tmp_path / "bert")
+    llm = save_tiny_llm(tmp_path / "llm")
+    rc = TQ.main(["--dataset", "demo", "--gold-rows", "160", "--dev-rows", "80", "--eval-rows", "80",
+                  "--search-lr", "1e-4", "--llm-rows", "0", "--llm-lora-rows", "120", "--llm-path", str(llm),
+                  "--workdir", str(tmp_path / "work"), "--set", f"finetune.teacher.path={backbone}",
+                  "--set", "finetune.min_steps=4", "--set", "finetune.optim.epochs=1"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert 0 <= out["llm_lora_acc"] <= 1 and 0 <= out["llm_lora_dev_acc"] <= 1
+    assert out["llm_lora_train_rows"] <= 120 and out["llm_lora_model"] == str(llm)
+    assert 0 <= out["llm_lora_with_teacher_acc"] <= 1
+    assert {"llm_lora", "llm_lora_with_teacher", "teacher"} <= set(out["dev_acc"])
+    assert out["rows_per_s"]["llm_lora"] > 0 and "_default_logits" not in out
+    assert out["best_teacher"] in out["dev_acc"]
+    saved = json.loads((tmp_path / "work" / "llm_lora" / "teacher" / "config.json").read_text())
+    assert saved["architectures"] == ["LlamaForSequenceClassification"]  # merged: a plain classifier
+
+
+def test_without_lora_rows_the_key_is_null_with_the_reason():
+    args = TQ.parse_args(["--dataset", "sst2"])
+    out, cands = TQ.llm_lora_bench(args, Path("unused"), None, None)
+    assert out == {"llm_lora_acc": None, "llm_lora_reason": TQ.LORA_REASON} and cands == {}
+    assert "--llm-lora-rows" in TQ.LORA_REASON
