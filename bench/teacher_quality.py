@@ -32,8 +32,9 @@ LoRA keys (--llm-lora-rows N > 0; `llm_lora_bench`): `finetune_teacher` with fin
 --llm-path (default the embedded SmolLM2-135M-Instruct) and the first N gold rows, shipped defaults
 otherwise (no search, no blend): llm_lora_acc (test), llm_lora_dev_acc, llm_lora_seconds,
 rows_per_s.llm_lora; with the fine-tunes, llm_lora_with_teacher_acc averages its probabilities with the
-default MiniLM teacher's (a two-family ensemble). Both compete for best_teacher where the dataset has its
-own dev split (AG News splits dev off the gold rows, which differ with N). With N = 0 (the default)
+default MiniLM teacher's (a two-family ensemble). Both compete for best_teacher where both teachers were
+chosen on the same dev rows: a dataset with its own dev split, or N = --gold-rows (AG News splits dev off
+the gold rows). With N = 0 (the default)
 llm_lora_acc is null and llm_lora_reason says why.
 
 Prints one JSON object to stdout; logs go to stderr. Work files go to --workdir (default a temp dir).
@@ -232,7 +233,8 @@ def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict
            "llm_lora_steps": m["train"].get("steps"), "llm_lora_seconds": round(seconds, 1),
            "llm_lora_recipe": "finetune.adapter: lora (r 8, attention projections) + a new head, shipped optim "
                               "defaults, no search, no blend"}
-    same_dev = DATASETS[args.dataset]["dev"]  # else dev was split off gold rows that differ with N
+    # a dev split off the gold rows is the same split only when both runs split the same rows (seeded)
+    same_dev = DATASETS[args.dataset]["dev"] or args.llm_lora_rows == args.gold_rows
     cands = {"llm_lora": (lora["dev"]["accuracy"], lora["eval"]["accuracy"])} if same_dev else {}
     tdir = work / "llm_lora" / "teacher"
     model, tok = load_classifier(str(tdir)), load_tokenizer(str(tdir))
@@ -250,7 +252,8 @@ def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict
         cands["llm_lora_with_teacher"] = (dev_mix, test_mix)
     elif not same_dev:
         out["llm_lora_note"] = (f"{args.dataset}'s dev is split off the gold rows, which differ between the MiniLM "
-                                "teacher and the LoRA run: llm_lora does not compete for best_teacher")
+                                "teacher and the LoRA run (--llm-lora-rows != --gold-rows): llm_lora does not "
+                                "compete for best_teacher")
     return out, cands
 
 
