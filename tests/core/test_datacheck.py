@@ -190,3 +190,18 @@ def test_extra_inputs_are_checked_like_label_input(tmp_path, capsys):
     assert "label.extra_inputs[0]" in report.sources
     assert report.overlaps == {"task.eval & label.extra_inputs[0]": 1}
     assert any("label.extra_inputs[0]" in w and "leakage" in w for w in report.warnings)
+
+
+def test_eval_text_much_longer_than_dev_and_transfer_text_is_a_warning(tmp_path):
+    cfg = load_config(_job(tmp_path, leak=False, short_record=False))
+    assert not [w for w in check_data(cfg).warnings if "median" in w]  # 5 vs 3 words: no warning
+    d = tmp_path / "data"
+    long = " ".join(["word"] * 14)
+    (d / "eval.csv").write_text("text,label\n" + "".join(f"{long} {i},{'abc'[i % 3]}\n" for i in range(6)))
+    shift = [w for w in check_data(cfg).warnings if "median" in w]
+    assert shift == [
+        "task.eval texts are longer than task.dev's (median 15 vs 3 words, 5.0x): checkpoints, the blend and "
+        "searches are chosen on text unlike the evaluation's: give a dev set drawn like task.eval (or task.split)",
+        "task.eval texts are longer than label.input's (median 15 vs 3 words, 5.0x): the student is distilled on "
+        "text unlike what it is measured on, and loses most where the lengths differ: add transfer text like "
+        "task.eval's"]

@@ -41,6 +41,8 @@ USED_BY = {"finetune.data": "finetune", "label.input": "label", "task.dev": "fin
            "task.eval": "train/compress/ship (evaluation)"}
 TOKENS_PER_WORD = 1.3
 IMBALANCE_WARN = 10.0  # largest / smallest class
+LENGTH_SHIFT_WARN = 2.0  # task.eval's median words over task.dev's / label.input's (or the reverse)
+LENGTH_SHIFT_MIN_WORDS = 6  # ... when the longer median has at least this many words
 SHOWN = 5
 
 
@@ -276,6 +278,7 @@ def check_data(cfg) -> DataReport:
         if extra and "finetune.data" in scans:  # finetune reads dev/eval with finetune.data's label map
             errors.append(f"{name}: labels {extra[:SHOWN]} do not occur in finetune.data, whose labels are the "
                           "task's (task.label_names is null); set task.label_names or fix the data")
+    _length_shift(scans, warnings)
     overlaps = _overlaps(scans, warnings)
     return DataReport({k: v.to_json() for k, v in scans.items()}, overlaps, actions, errors, warnings)
 
@@ -290,6 +293,33 @@ def _lengths(cfg, name: str, s: SourceScan, warnings: list) -> None:
         if over and over / s.usable > 0.05:
             warnings.append(f"{name}: ~{over / s.usable:.0%} of texts exceed the {who} of {limit} tokens (estimated) "
                             "and are truncated; raise max_length if the end of a text matters")
+
+
+def _median_words(s: SourceScan | None) -> int | None:
+    if s is None or s.fatal or not s.usable:
+        return None
+    return sorted(s.words)[s.usable // 2]
+
+
+def _length_shift(scans: dict, warnings: list) -> None:
+    """task.eval much longer (or shorter) than the text that chooses (task.dev) or teaches (label.input).
+
+    SST-2 is the case in point: dev and transfer rows are phrases (median 7 words), test rows sentences
+    (median 19), and every dev-chosen knob measured there moved dev and test apart (docs/train.md).
+    """
+    ev = _median_words(scans.get("task.eval"))
+    consequence = {"task.dev": "checkpoints, the blend and searches are chosen on text unlike the evaluation's: "
+                               "give a dev set drawn like task.eval (or task.split)",
+                   "label.input": "the student is distilled on text unlike what it is measured on, and loses "
+                                  "most where the lengths differ: add transfer text like task.eval's"}
+    for name, why in consequence.items():
+        other = _median_words(scans.get(name))
+        if not ev or not other:
+            continue
+        ratio = max(ev, other) / min(ev, other)
+        if ratio >= LENGTH_SHIFT_WARN and max(ev, other) >= LENGTH_SHIFT_MIN_WORDS:
+            warnings.append(f"task.eval texts are {'longer' if ev > other else 'shorter'} than {name}'s (median "
+                            f"{ev} vs {other} words, {ratio:.1f}x): {why}")
 
 
 def _overlaps(scans: dict, warnings: list) -> dict[str, int]:
