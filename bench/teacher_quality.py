@@ -49,6 +49,7 @@ import os
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,6 +134,15 @@ def build_config(args, work: Path, extra: list[str] = ()):
     }, [*args.overrides, *extra])), default_lr
 
 
+def accuracy(logits_or_probs, gold, num_classes: int) -> float:
+    """Test/dev accuracy of scores [N, C] (logits, log-probs or probabilities) against gold [N]."""
+    import numpy as np
+
+    from zuoxiao.core.metrics import classification_metrics
+
+    return classification_metrics(np.asarray(logits_or_probs).argmax(-1), np.asarray(gold), num_classes)["accuracy"]
+
+
 def throughput(fn, texts) -> float:
     t0 = time.perf_counter()
     fn(texts)
@@ -212,8 +222,6 @@ def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict
 
     default_logits: the default MiniLM teacher's (dev [N_dev, C], test [N_test, C]) logits, or None.
     """
-    import numpy as np
-
     from zuoxiao.core.evaluate import predict_logits
     from zuoxiao.teacher.ensemble import combine_logits
     from zuoxiao.teacher.finetune import finetune_teacher
@@ -224,8 +232,9 @@ def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict
     cfg, _ = build_config(args, work / "llm_lora", [
         f"finetune.teacher.path={args.llm_path}", "finetune.adapter=lora", "finetune.search=null",
         f"finetune.data.limit={args.llm_lora_rows}", "finetune.blend_baseline=off"])
+    tdir = work / "llm_lora" / "teacher"
     t0 = time.perf_counter()
-    m = finetune_teacher(cfg, work / "llm_lora" / "teacher")
+    m = finetune_teacher(cfg, tdir)
     seconds = time.perf_counter() - t0
     lora = m["teacher"]
     out = {"llm_lora_acc": lora["eval"]["accuracy"], "llm_lora_dev_acc": lora["dev"]["accuracy"],
@@ -236,7 +245,6 @@ def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict
     # a dev split off the gold rows is the same split only when both runs split the same rows (seeded)
     same_dev = DATASETS[args.dataset]["dev"] or args.llm_lora_rows == args.gold_rows
     cands = {"llm_lora": (lora["dev"]["accuracy"], lora["eval"]["accuracy"])} if same_dev else {}
-    tdir = work / "llm_lora" / "teacher"
     model, tok = load_classifier(str(tdir)), load_tokenizer(str(tdir))
     max_len = cfg.finetune.teacher.max_length
     (dev_x, dev_y), (test_x, test_y) = splits.dev, splits.eval
@@ -245,7 +253,7 @@ def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict
     out["_rows_per_s"] = round(len(test_x) / (time.perf_counter() - t1), 1)
     if default_logits is not None and same_dev:
         z_dev = predict_logits(model, tok, dev_x, max_len)
-        acc = lambda z, y: float((np.asarray(z).argmax(-1) == np.asarray(y)).mean())  # noqa: E731
+        acc = partial(accuracy, num_classes=len(splits.label_names))
         mix = lambda a, b: combine_logits([a, b], [1, 1], "prob")  # noqa: E731
         dev_mix, test_mix = acc(mix(z_dev, default_logits[0]), dev_y), acc(mix(z_test, default_logits[1]), test_y)
         out["llm_lora_with_teacher_acc"] = round(test_mix, 4)
@@ -261,7 +269,6 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict]:
     """Baseline, default fine-tune, search, ensembles -> (result keys, {candidate: (dev acc, test acc)})."""
     import numpy as np
 
-    from zuoxiao.core.metrics import classification_metrics
     from zuoxiao.teacher.baseline import fit_baseline
     from zuoxiao.teacher.ensemble import combine_logits, load_ensemble
     from zuoxiao.teacher.finetune import finetune_teacher, read_splits
@@ -274,8 +281,7 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict]:
     n_cls, max_len = len(splits.label_names), cfg.finetune.teacher.max_length
     (dev_x, dev_y), (test_x, test_y) = splits.dev, splits.eval
 
-    def acc(logits_or_probs, gold):
-        return classification_metrics(np.asarray(logits_or_probs).argmax(-1), np.asarray(gold), n_cls)["accuracy"]
+    acc = partial(accuracy, num_classes=n_cls)
 
     base, base_m = fit_baseline(splits.train, splits.dev, {"eval": splits.eval}, n_cls, cfg.seed)
     trials = [t for t in metrics["search"]["trials"] if t["status"] == "done"]

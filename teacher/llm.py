@@ -94,11 +94,12 @@ class LLMScorer:
                 raise ConfigError(f"label.teacher.llm.verbalizers: the word {w!r} encodes to no token; "
                                       "give a non-empty word")
         # multi-token words as branches after the rows (_score_batch): (word index, tokens fed = all but the
-        # last, offset of the branch after the padded rows); the layout is the same for every batch
+        # last, tokens they predict = all but the first, offset of the branch after the padded rows); the
+        # layout is the same for every batch
         self._branches, off = [], 0
         for i, ids in enumerate(self._words):
             if len(ids) > 1:
-                self._branches.append((i, ids[:-1], off))
+                self._branches.append((i, torch.tensor(ids[:-1]), torch.tensor(ids[1:]), off))
                 off += len(ids) - 1
         self._branch_tokens = off
         params = inspect.signature(self.model.forward).parameters
@@ -167,12 +168,12 @@ class LLMScorer:
         q, k = torch.arange(n)[:, None], torch.arange(n)[None]
         real = k < lens[:, None, None]  # (B, 1, n): keys that are a row's real tokens
         see = (k <= q) & (k < ln) & (q < ln) & (real | (k == q))  # rows: causal over real tokens (pads: themselves)
-        for _, f, off in self._branches:  # f: tokens 0..k-2 of a k-token word; they predict tokens 1..k-1
+        for _, f, _, off in self._branches:  # f: tokens 0..k-2 of a k-token word; they predict tokens 1..k-1
             st = ln + off
             branch = (q >= st) & (q < st + len(f))
             see = see | (branch & (real & (k < ln) | (k >= st) & (k <= q)))
             pos[:, st : st + len(f)] = p + lens[:, None] + torch.arange(len(f))[None]
-            ids[:, st : st + len(f)] = torch.tensor(f)
+            ids[:, st : st + len(f)] = f
         see = torch.cat([torch.ones(b, n, p, dtype=torch.bool), see], 2)[:, None]  # (B, 1, n, p + n)
         dtype = next(self.model.parameters()).dtype
         mask = torch.zeros(see.shape, dtype=dtype).masked_fill(~see, torch.finfo(dtype).min)
@@ -182,10 +183,10 @@ class LLMScorer:
         last = logits[torch.arange(b), where].log_softmax(-1)  # (B, V): next token after each row
         scores = torch.stack([last[:, w[0]] for w in self._words], 1)  # (B, W): first token of each word
         branch_lp = logits[:, len(ends):].log_softmax(-1)  # (B, n - ln, V)
-        for i, f, off in self._branches:
+        for i, f, targets, off in self._branches:
             # the logits at branch token j predict token j+1 of the word, given the row and tokens 0..j
             at = torch.arange(off, off + len(f))
-            scores[:, i] += branch_lp[:, at, torch.tensor(self._words[i][1:])].sum(-1)
+            scores[:, i] += branch_lp[:, at, targets].sum(-1)
         return scores
 
     def word_logprobs(self, texts: Sequence[str]) -> torch.Tensor:

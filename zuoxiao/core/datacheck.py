@@ -295,25 +295,22 @@ def _lengths(cfg, name: str, s: SourceScan, warnings: list) -> None:
                             "and are truncated; raise max_length if the end of a text matters")
 
 
-def _median_words(s: SourceScan | None) -> int | None:
-    if s is None or s.fatal or not s.usable:
-        return None
-    return sorted(s.words)[s.usable // 2]
-
-
 def _length_shift(scans: dict, warnings: list) -> None:
     """task.eval much longer (or shorter) than the text that chooses (task.dev) or teaches (label.input).
 
     SST-2 is the case in point: dev and transfer rows are phrases (median 7 words), test rows sentences
     (median 19), and every dev-chosen knob measured there moved dev and test apart (docs/train.md).
     """
-    ev = _median_words(scans.get("task.eval"))
+    def median_words(s: SourceScan | None) -> int | None:
+        return s.lengths()["words"]["p50"] if s is not None and not s.fatal and s.usable else None
+
+    ev = median_words(scans.get("task.eval"))
     consequence = {"task.dev": "checkpoints, the blend and searches are chosen on text unlike the evaluation's: "
                                "give a dev set drawn like task.eval (or task.split)",
                    "label.input": "the student is distilled on text unlike what it is measured on, and loses "
                                   "most where the lengths differ: add transfer text like task.eval's"}
     for name, why in consequence.items():
-        other = _median_words(scans.get(name))
+        other = median_words(scans.get(name))
         if not ev or not other:
             continue
         ratio = max(ev, other) / min(ev, other)
