@@ -186,9 +186,10 @@ def main(argv=None) -> dict:
 
     texts = read_labelled(cfg.task.eval, ds["labels"]).texts[:64]
     lat = step_latency_16_64(report, args.latency_runs, texts)
-    from latency import repeated
+    from latency import load_pair, repeated
 
-    ratio = repeated(teacher_dir, paths.bundle, texts, runs=args.latency_runs, block=10, repeat=args.latency_repeat)
+    ratio = repeated(load_pair(teacher_dir, paths.bundle), texts, runs=args.latency_runs, block=10,
+                     repeat=args.latency_repeat)
     teacher = report["teacher"]
     shipped = json.loads((paths.ship / "shipped.json").read_text())["bundle"]
     student = report["steps"][0]

@@ -26,6 +26,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from functools import partial
 from itertools import product
 from pathlib import Path
@@ -61,30 +62,48 @@ def schedule(calls: dict, runs: int, block: int) -> dict:
     return {k: v[:runs] for k, v in times.items()}
 
 
-def paired_latency(teacher_dir, bundle_dir, texts: list[str], seq_lens=(16, 64), runs: int = 40,
-                   blocks=(1,)) -> dict:
-    """{block: {"16tok": {...}, "64tok": {...}}}: teacher and bundle p50 (ms) and their ratio, per schedule
-    and length; both models are loaded once for all schedules.
+@dataclass
+class Pair:
+    """A teacher (PyTorch fp32) and a bundle (ONNX Runtime, 1 thread), loaded once for every measurement."""
 
-    block=1 alternates call by call (every call counted, after 3 warm-up rounds); block=B alternates
-    blocks of B calls and drops each block's first call, until `runs` calls per model are counted.
-    """
-    import torch
+    teacher: object
+    tok: object
+    names: list[str]  # the teacher's model input names
+    sess: object
+    btok: object
+    bnames: list[str]
+    bvocab: int
+
+
+def load_pair(teacher_dir, bundle_dir) -> Pair:
     from transformers import AutoTokenizer
 
     from zuoxiao.student.compress.export import input_names, onnx_session
-    from zuoxiao.student.compress.latency import synthetic_inputs, text_of_length, torch_threads
     from zuoxiao.teacher.model import load_classifier, load_tokenizer
 
     bundle_dir = Path(bundle_dir)
     teacher = load_classifier(str(teacher_dir))
     teacher.eval()
     tok = load_tokenizer(str(teacher_dir))
-    btok = AutoTokenizer.from_pretrained(bundle_dir)
     sess = onnx_session(bundle_dir / "model.onnx", threads=1)
-    bvocab = json.loads((bundle_dir / "config.json").read_text())["vocab_size"]
-    names = input_names(tok, teacher)
-    bnames = [i.name for i in sess.get_inputs()]
+    return Pair(teacher=teacher, tok=tok, names=input_names(tok, teacher), sess=sess,
+                btok=AutoTokenizer.from_pretrained(bundle_dir), bnames=[i.name for i in sess.get_inputs()],
+                bvocab=json.loads((bundle_dir / "config.json").read_text())["vocab_size"])
+
+
+def paired_latency(pair: Pair, texts: list[str], seq_lens=(16, 64), runs: int = 40, blocks=(1,)) -> dict:
+    """{block: {"16tok": {...}, "64tok": {...}}}: teacher and bundle p50 (ms) and their ratio, per schedule
+    and length.
+
+    block=1 alternates call by call (every call counted, after 3 warm-up rounds); block=B alternates
+    blocks of B calls and drops each block's first call, until `runs` calls per model are counted.
+    """
+    import torch
+
+    from zuoxiao.student.compress.latency import synthetic_inputs, text_of_length, torch_threads
+
+    teacher, tok, btok, sess, bvocab = pair.teacher, pair.tok, pair.btok, pair.sess, pair.bvocab
+    names, bnames = pair.names, pair.bnames
 
     def enc(tokenizer, text, L, wanted):
         e = tokenizer([text], truncation=True, max_length=L, return_tensors="np")
@@ -127,8 +146,8 @@ def summarize(per_length: dict) -> dict:
             "per_length": per_length}
 
 
-def both_schedules(teacher_dir, bundle_dir, texts: list[str], runs: int = 40, block: int = 10) -> dict:
-    timed = paired_latency(teacher_dir, bundle_dir, texts, runs=runs, blocks=(block, 1))
+def both_schedules(pair: Pair, texts: list[str], runs: int = 40, block: int = 10) -> dict:
+    timed = paired_latency(pair, texts, runs=runs, blocks=(block, 1))
     warm, per_call = summarize(timed[block]), summarize(timed[1])
     return {"latency_ratio": warm["latency_ratio"], "latency_ratio_with_tokenizer": warm["latency_ratio_with_tokenizer"],
             "latency_ratio_per_call": per_call["latency_ratio"],
@@ -136,13 +155,14 @@ def both_schedules(teacher_dir, bundle_dir, texts: list[str], runs: int = 40, bl
             "warm": {"block": block, **warm}, "per_call": per_call}
 
 
-def repeated(teacher_dir, bundle_dir, texts: list[str], runs: int, block: int, repeat: int) -> dict:
-    """both_schedules `repeat` times; the headline ratios are the medians over the repeats, with their range.
+def repeated(pair: Pair, texts: list[str], runs: int, block: int, repeat: int) -> dict:
+    """both_schedules `repeat` times on the same loaded pair; the headline ratios are the medians over the
+    repeats, with their range.
 
     On a shared VM both models' times drift by up to 2x within minutes (docs/compress.md, 7 Dec 2026),
     and one measurement can land on either side of a target: repeat and read the median and the spread.
     """
-    reps = [both_schedules(teacher_dir, bundle_dir, texts, runs=runs, block=block) for _ in range(repeat)]
+    reps = [both_schedules(pair, texts, runs=runs, block=block) for _ in range(repeat)]
     keys = ("latency_ratio", "latency_ratio_with_tokenizer", "latency_ratio_per_call",
             "latency_ratio_per_call_with_tokenizer")
     out = {k: round(float(np.median([r[k] for r in reps])), 4) for k in keys}
@@ -199,7 +219,8 @@ def main(argv=None) -> dict:
     from zuoxiao.student.compress.latency import cpu_info
 
     out = {"teacher": str(teacher), "bundle": str(bundle), "runs": args.runs, "machine": cpu_info(),
-           **repeated(teacher, bundle, texts, runs=args.runs, block=args.block, repeat=args.repeat), "target": 0.05}
+           **repeated(load_pair(teacher, bundle), texts, runs=args.runs, block=args.block, repeat=args.repeat),
+           "target": 0.05}
     print(json.dumps(out, indent=2))
     return out
 

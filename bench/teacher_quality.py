@@ -217,8 +217,9 @@ def llm_bench(args, cfg, splits) -> tuple[dict, tuple | None]:
     return out, (dev_acc, out["llm_calibrated_acc"])
 
 
-def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict]:
-    """The LoRA keys (see the module doc) and their best_teacher candidates {name: (dev acc, test acc)}.
+def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict, float | None]:
+    """The LoRA keys (see the module doc), their best_teacher candidates {name: (dev acc, test acc)} and the
+    LoRA teacher's test rows/s (None when it did not run).
 
     default_logits: the default MiniLM teacher's (dev [N_dev, C], test [N_test, C]) logits, or None.
     """
@@ -228,7 +229,7 @@ def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict
     from zuoxiao.teacher.model import load_classifier, load_tokenizer
 
     if not args.llm_lora_rows:
-        return {"llm_lora_acc": None, "llm_lora_reason": LORA_REASON}, {}
+        return {"llm_lora_acc": None, "llm_lora_reason": LORA_REASON}, {}, None
     cfg, _ = build_config(args, work / "llm_lora", [
         f"finetune.teacher.path={args.llm_path}", "finetune.adapter=lora", "finetune.search=null",
         f"finetune.data.limit={args.llm_lora_rows}", "finetune.blend_baseline=off"])
@@ -250,7 +251,7 @@ def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict
     (dev_x, dev_y), (test_x, test_y) = splits.dev, splits.eval
     t1 = time.perf_counter()
     z_test = predict_logits(model, tok, test_x, max_len)  # [N_test, C]
-    out["_rows_per_s"] = round(len(test_x) / (time.perf_counter() - t1), 1)
+    rows_per_s = round(len(test_x) / (time.perf_counter() - t1), 1)
     if default_logits is not None and same_dev:
         z_dev = predict_logits(model, tok, dev_x, max_len)
         acc = partial(accuracy, num_classes=len(splits.label_names))
@@ -262,11 +263,15 @@ def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict
         out["llm_lora_note"] = (f"{args.dataset}'s dev is split off the gold rows, which differ between the MiniLM "
                                 "teacher and the LoRA run (--llm-lora-rows != --gold-rows): llm_lora does not "
                                 "compete for best_teacher")
-    return out, cands
+    return out, cands, rows_per_s
 
 
-def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict]:
-    """Baseline, default fine-tune, search, ensembles -> (result keys, {candidate: (dev acc, test acc)})."""
+def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict, tuple]:
+    """Baseline, default fine-tune, search, ensembles.
+
+    Returns (result keys, {candidate: (dev acc, test acc)}, the default teacher's (dev [N_dev, C], test [N_test, C])
+    logits, which llm_lora_bench averages with the LoRA LLM's).
+    """
     import numpy as np
 
     from zuoxiao.teacher.baseline import fit_baseline
@@ -349,8 +354,7 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict]:
         "seconds": {"finetune_and_search": round(t_finetune, 1), "total": round(time.perf_counter() - t0, 1)},
         "workdir": str(work),
     }
-    out["_default_logits"] = (t_dev, t_test)  # for llm_lora_with_teacher; popped before printing
-    return out, candidates
+    return out, candidates, (t_dev, t_test)
 
 
 def main(argv=None) -> int:
@@ -368,9 +372,9 @@ def main(argv=None) -> int:
                "dev_source": splits.dev_source, "test_rows": len(splits.eval[0]), "baseline_acc": None,
                "teacher_acc": None, "search_teacher_acc": None, "ensemble_acc": None,
                "finetune_reason": "not run: --llm-only", "rows_per_s": {}, "seconds": {}, "workdir": str(work)}
-        candidates = {}
+        candidates, default_logits = {}, None
     else:
-        out, candidates = finetuned_teachers(args, cfg, default_lr, work)
+        out, candidates, default_logits = finetuned_teachers(args, cfg, default_lr, work)
         splits = read_splits(cfg)
     t1 = time.perf_counter()
     llm, llm_candidate = llm_bench(args, cfg, splits)
@@ -380,9 +384,9 @@ def main(argv=None) -> int:
         candidates["llm_calibrated"] = llm_candidate
         out["dev_acc_note"] = f"llm_calibrated's dev accuracy is on the first {llm['llm_rows']} dev rows only"
     t2 = time.perf_counter()
-    lora, lora_candidates = llm_lora_bench(args, work, splits, out.pop("_default_logits", None))
-    if "_rows_per_s" in lora:
-        out["rows_per_s"]["llm_lora"] = lora.pop("_rows_per_s")
+    lora, lora_candidates, lora_rows_per_s = llm_lora_bench(args, work, splits, default_logits)
+    if lora_rows_per_s is not None:
+        out["rows_per_s"]["llm_lora"] = lora_rows_per_s
     out.update(lora)
     candidates.update(lora_candidates)
     out["seconds"]["llm_lora"] = round(time.perf_counter() - t2, 1)

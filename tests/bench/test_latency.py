@@ -34,7 +34,7 @@ def test_repeat_reports_the_median_ratio_its_range_and_the_median_repeats_detail
                 "latency_ratio_per_call_with_tokenizer": r + 0.03, "warm": {"tag": r}, "per_call": {"tag": r}}
 
     monkeypatch.setattr(latency, "both_schedules", fake)
-    out = latency.repeated("t", "b", ["x"], runs=5, block=2, repeat=3)
+    out = latency.repeated(object(), ["x"], runs=5, block=2, repeat=3)
     assert out["latency_ratio"] == 0.053 and out["latency_ratio_with_tokenizer"] == 0.063
     assert out["latency_ratio_range"] == [0.042, 0.07] and out["warm"] == {"tag": 0.053}
     assert [r["latency_ratio"] for r in out["repeats"]] == [0.07, 0.042, 0.053]
