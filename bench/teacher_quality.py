@@ -17,7 +17,11 @@ blend_acc is the teacher the finetune stage itself labels with: its kept teacher
 at the weight it chose on dev (blend_weight; teacher/blend.py), or that teacher alone when the blend was not
 kept: no weight gained finetune.blend_min_gain dev points, or the sign test's p (blend_p_value, on
 blend_rows_gained vs blend_rows_lost dev rows) exceeded finetune.blend_max_p (blend_weight 0).
-best_teacher is the candidate with the best dev accuracy (ties: the cheaper one).
+best_teacher is the candidate with the best dev accuracy (ties: the cheaper one). best_vs_teacher compares it
+with the default teacher row by row on test: rows_gained (only best_teacher right), rows_lost (only the
+teacher right) and the one-sided exact sign test's p_value (teacher/blend.py's sign_test); null, with a
+reason, when best_teacher is the teacher itself or its test predictions are not at hand (blend,
+llm_calibrated on a subset of rows, a search trial other than the default).
 
 LLM keys (sst2, agnews; `llm_bench`): the embedded SmolLM2-135M-Instruct prompted through the label
 stage's own teacher code (teacher/llm_teacher.py) on the first --llm-rows test rows (default 200: about
@@ -134,6 +138,29 @@ def build_config(args, work: Path, extra: list[str] = ()):
     }, [*args.overrides, *extra])), default_lr
 
 
+def right(logits_or_probs, gold):
+    """Which rows scores [N, C] get right: bool [N] (for best_vs_teacher's row-by-row sign test)."""
+    import numpy as np
+
+    return np.asarray(logits_or_probs).argmax(-1) == np.asarray(gold)
+
+
+def best_vs_teacher(best: str, candidates: dict) -> dict:
+    """best_teacher against the default teacher on the same test rows: rows each alone gets right, sign test.
+
+    candidates: {name: (dev acc, test acc, test rows right bool [N_test] or None)}.
+    """
+    from zuoxiao.teacher.blend import sign_test
+
+    if best == "teacher":
+        return {"p_value": None, "reason": "best_teacher is the default teacher"}
+    r_best, r_teacher = candidates[best][2], candidates.get("teacher", (None, None, None))[2]
+    if r_best is None or r_teacher is None:
+        return {"p_value": None, "reason": f"no row-by-row test predictions for {best} or the default teacher"}
+    b, c = int((r_best & ~r_teacher).sum()), int((~r_best & r_teacher).sum())
+    return {"rows_gained": b, "rows_lost": c, "p_value": float(f"{sign_test(b, c):.3g}")}
+
+
 def accuracy(logits_or_probs, gold, num_classes: int) -> float:
     """Test/dev accuracy of scores [N, C] (logits, log-probs or probabilities) against gold [N]."""
     import numpy as np
@@ -214,11 +241,12 @@ def llm_bench(args, cfg, splits) -> tuple[dict, tuple | None]:
         "llm_cpu_s_per_row": {"zero_shot": round(c0 / n2, 3), "few_shot": round(ck / n2, 3)},
     }
     dev_acc = acc(calibrate(dev_lp, fit_prior(dev_lp)), dev_y)
-    return out, (dev_acc, out["llm_calibrated_acc"])
+    return out, (dev_acc, out["llm_calibrated_acc"], None)  # first --llm-rows rows only: no row-by-row test
 
 
 def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict, float | None]:
-    """The LoRA keys (see the module doc), their best_teacher candidates {name: (dev acc, test acc)} and the
+    """The LoRA keys (see the module doc), their best_teacher candidates {name: (dev acc, test acc, test rows
+    right)} and the
     LoRA teacher's test rows/s (None when it did not run).
 
     default_logits: the default MiniLM teacher's (dev [N_dev, C], test [N_test, C]) logits, or None.
@@ -245,20 +273,21 @@ def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict
                               "defaults, no search, no blend"}
     # a dev split off the gold rows is the same split only when both runs split the same rows (seeded)
     same_dev = DATASETS[args.dataset]["dev"] or args.llm_lora_rows == args.gold_rows
-    cands = {"llm_lora": (lora["dev"]["accuracy"], lora["eval"]["accuracy"])} if same_dev else {}
     model, tok = load_classifier(str(tdir)), load_tokenizer(str(tdir))
     max_len = cfg.finetune.teacher.max_length
     (dev_x, dev_y), (test_x, test_y) = splits.dev, splits.eval
     t1 = time.perf_counter()
     z_test = predict_logits(model, tok, test_x, max_len)  # [N_test, C]
     rows_per_s = round(len(test_x) / (time.perf_counter() - t1), 1)
+    cands = {"llm_lora": (lora["dev"]["accuracy"], lora["eval"]["accuracy"], right(z_test, test_y))} if same_dev else {}
     if default_logits is not None and same_dev:
         z_dev = predict_logits(model, tok, dev_x, max_len)
         acc = partial(accuracy, num_classes=len(splits.label_names))
         mix = lambda a, b: combine_logits([a, b], [1, 1], "prob")  # noqa: E731
-        dev_mix, test_mix = acc(mix(z_dev, default_logits[0]), dev_y), acc(mix(z_test, default_logits[1]), test_y)
+        z_mix = mix(z_test, default_logits[1])
+        dev_mix, test_mix = acc(mix(z_dev, default_logits[0]), dev_y), acc(z_mix, test_y)
         out["llm_lora_with_teacher_acc"] = round(test_mix, 4)
-        cands["llm_lora_with_teacher"] = (dev_mix, test_mix)
+        cands["llm_lora_with_teacher"] = (dev_mix, test_mix, right(z_mix, test_y))
     elif not same_dev:
         out["llm_lora_note"] = (f"{args.dataset}'s dev is split off the gold rows, which differ between the MiniLM "
                                 "teacher and the LoRA run (--llm-lora-rows != --gold-rows): llm_lora does not "
@@ -269,7 +298,8 @@ def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict
 def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict, tuple]:
     """Baseline, default fine-tune, search, ensembles.
 
-    Returns (result keys, {candidate: (dev acc, test acc)}, the default teacher's (dev [N_dev, C], test [N_test, C])
+    Returns (result keys, {candidate: (dev acc, test acc, test rows right bool [N_test] or None)}, the default
+    teacher's (dev [N_dev, C], test [N_test, C])
     logits, which llm_lora_bench averages with the LoRA LLM's).
     """
     import numpy as np
@@ -305,18 +335,19 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict, t
     }
     rows_per_s["search_teacher"] = rows_per_s["teacher"]  # same architecture, other weights
     result_extra = {}
-    ensemble_acc = ens_dev = None
+    ensemble_acc = ens_dev = ens_test = None
     if len(top2) == 2:
         ens = load_ensemble([{"path": tdir(t)} for t in top2], splits.label_names, "prob", max_len)
         ens_dev = acc(ens.predict_texts(dev_x), dev_y)
         t1 = time.perf_counter()
-        ensemble_acc = acc(ens.predict_texts(test_x), test_y)
+        ens_test = ens.predict_texts(test_x)  # [N_test, C]
+        ensemble_acc = acc(ens_test, test_y)
         rows_per_s["ensemble"] = round(len(test_x) / (time.perf_counter() - t1), 1)
     # default teacher + baseline, probabilities averaged (the baseline is nearly free to run)
     t_dev, t_test = predict_logits(teacher, tok, dev_x, max_len), predict_logits(teacher, tok, test_x, max_len)
     mix = lambda z, p: combine_logits([z, np.log(np.clip(p, 1e-9, 1))], [1, 1], "prob")  # noqa: E731
-    mix_dev = acc(mix(t_dev, base.predict_proba(dev_x)), dev_y)
-    result_extra["ensemble_with_baseline_acc"] = acc(mix(t_test, base.predict_proba(test_x)), test_y)
+    mix_dev, mix_test = acc(mix(t_dev, base.predict_proba(dev_x)), dev_y), mix(t_test, base.predict_proba(test_x))
+    result_extra["ensemble_with_baseline_acc"] = acc(mix_test, test_y)
     blend = metrics.get("blend") or {}
     kept = best if blend.get("chosen") else None  # the search-kept trial is the stage's own teacher
     result_extra.update(
@@ -324,15 +355,17 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict, t
         blend_weight=blend.get("baseline_weight"), blend_dev_grid=blend.get("grid"),
         blend_gain_dev_points=blend.get("gain_points"), blend_rows_gained=blend.get("rows_gained"),
         blend_rows_lost=blend.get("rows_lost"), blend_p_value=blend.get("p_value"))
-    candidates = {  # name: (dev accuracy, test accuracy)
-        "baseline": (base_m["dev"]["accuracy"], base_m["eval"]["accuracy"]),
-        "teacher": (default["dev"]["accuracy"], default["eval"]["accuracy"]),
-        "search_teacher": (best["dev"]["accuracy"], best["eval"]["accuracy"]),
-        "ensemble_with_baseline": (mix_dev, result_extra["ensemble_with_baseline_acc"]),
-        "blend": (blend["dev"]["accuracy"] if kept else best["dev"]["accuracy"], result_extra["blend_acc"]),
+    t_right = right(t_test, test_y)
+    candidates = {  # name: (dev accuracy, test accuracy, test rows right [N_test] or None)
+        "baseline": (base_m["dev"]["accuracy"], base_m["eval"]["accuracy"], right(base.predict_proba(test_x), test_y)),
+        "teacher": (default["dev"]["accuracy"], default["eval"]["accuracy"], t_right),
+        "search_teacher": (best["dev"]["accuracy"], best["eval"]["accuracy"], t_right if best is default else None),
+        "ensemble_with_baseline": (mix_dev, result_extra["ensemble_with_baseline_acc"], right(mix_test, test_y)),
+        "blend": (blend["dev"]["accuracy"] if kept else best["dev"]["accuracy"], result_extra["blend_acc"],
+                  None if kept or best is not default else t_right),
     }
     if ensemble_acc is not None:
-        candidates["ensemble"] = (ens_dev, ensemble_acc)
+        candidates["ensemble"] = (ens_dev, ensemble_acc, right(ens_test, test_y))
     best_name = max(candidates, key=lambda k: candidates[k][0])  # dict order = cheapest first on ties
     out = {
         "dataset": args.dataset, "gold_rows": len(splits.train[0]) + (0 if DATASETS[args.dataset]["dev"] else
@@ -393,7 +426,7 @@ def main(argv=None) -> int:
     if candidates:
         best = max(candidates, key=lambda k: candidates[k][0])  # dict order = cheapest first on ties
         out.update(best_teacher=best, best_teacher_acc=candidates[best][1],
-                   dev_acc={k: v[0] for k, v in candidates.items()})
+                   best_vs_teacher=best_vs_teacher(best, candidates), dev_acc={k: v[0] for k, v in candidates.items()})
     out["seconds"].update(llm=round(t2 - t1, 1), total=round(time.perf_counter() - t0, 1))
     print(json.dumps(out, indent=1))
     return 0
