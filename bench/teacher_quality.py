@@ -265,14 +265,6 @@ def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict
     t0 = time.perf_counter()
     m = finetune_teacher(cfg, tdir)
     seconds = time.perf_counter() - t0
-    lora = m["teacher"]
-    out = {"llm_lora_dev_acc": lora["dev"]["accuracy"],
-           "llm_lora_model": args.llm_path, "llm_lora_train_rows": m["train_rows"],
-           "llm_lora_steps": m["train"].get("steps"), "llm_lora_seconds": round(seconds, 1),
-           "llm_lora_recipe": "finetune.adapter: lora (r 8, attention projections) + a new head, shipped optim "
-                              "defaults, no search, no blend"}
-    # a dev split off the gold rows is the same split only when both runs split the same rows (seeded)
-    same_dev = DATASETS[args.dataset]["dev"] or args.llm_lora_rows == args.gold_rows
     model, tok = load_classifier(str(tdir)), load_tokenizer(str(tdir))
     max_len = cfg.finetune.teacher.max_length
     (dev_x, dev_y), (test_x, test_y) = splits.dev, splits.eval
@@ -280,7 +272,14 @@ def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict
     z_test = predict_logits(model, tok, test_x, max_len)  # [N_test, C]
     rows_per_s = round(len(test_x) / (time.perf_counter() - t1), 1)
     acc = partial(accuracy, num_classes=len(splits.label_names))
-    out = {"llm_lora_acc": acc(z_test, test_y), **out}
+    lora = m["teacher"]
+    out = {"llm_lora_acc": acc(z_test, test_y), "llm_lora_dev_acc": lora["dev"]["accuracy"],
+           "llm_lora_model": args.llm_path, "llm_lora_train_rows": m["train_rows"],
+           "llm_lora_steps": m["train"].get("steps"), "llm_lora_seconds": round(seconds, 1),
+           "llm_lora_recipe": "finetune.adapter: lora (r 8, attention projections) + a new head, shipped optim "
+                              "defaults, no search, no blend"}
+    # a dev split off the gold rows is the same split only when both runs split the same rows (seeded)
+    same_dev = DATASETS[args.dataset]["dev"] or args.llm_lora_rows == args.gold_rows
     cands = {"llm_lora": (lora["dev"]["accuracy"], out["llm_lora_acc"], right(z_test, test_y))} if same_dev else {}
     if default_logits is not None and same_dev:
         z_dev = predict_logits(model, tok, dev_x, max_len)
@@ -347,7 +346,8 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict, t
     # default teacher + baseline, probabilities averaged (the baseline is nearly free to run)
     t_dev, t_test = predict_logits(teacher, tok, dev_x, max_len), predict_logits(teacher, tok, test_x, max_len)
     mix = lambda z, p: combine_logits([z, np.log(np.clip(p, 1e-9, 1))], [1, 1], "prob")  # noqa: E731
-    mix_dev, mix_test = acc(mix(t_dev, base.predict_proba(dev_x)), dev_y), mix(t_test, base.predict_proba(test_x))
+    p_base = base.predict_proba(test_x)  # [N_test, C]
+    mix_dev, mix_test = acc(mix(t_dev, base.predict_proba(dev_x)), dev_y), mix(t_test, p_base)
     result_extra["ensemble_with_baseline_acc"] = acc(mix_test, test_y)
     blend = metrics.get("blend") or {}
     kept = best if blend.get("chosen") else None  # the search-kept trial is the stage's own teacher
@@ -358,7 +358,7 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict, t
         blend_rows_lost=blend.get("rows_lost"), blend_p_value=blend.get("p_value"))
     t_right = right(t_test, test_y)
     candidates = {  # name: (dev accuracy, test accuracy, test rows right [N_test] or None)
-        "baseline": (base_m["dev"]["accuracy"], base_m["eval"]["accuracy"], right(base.predict_proba(test_x), test_y)),
+        "baseline": (base_m["dev"]["accuracy"], base_m["eval"]["accuracy"], right(p_base, test_y)),
         "teacher": (default["dev"]["accuracy"], default["eval"]["accuracy"], t_right),
         "search_teacher": (best["dev"]["accuracy"], best["eval"]["accuracy"], t_right if best is default else None),
         "ensemble_with_baseline": (mix_dev, result_extra["ensemble_with_baseline_acc"], right(mix_test, test_y)),
