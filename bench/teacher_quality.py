@@ -299,8 +299,8 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict, t
     """Baseline, default fine-tune, search, ensembles.
 
     Returns (result keys, {candidate: (dev acc, test acc, test rows right bool [N_test] or None)}, the default
-    teacher's (dev [N_dev, C], test [N_test, C])
-    logits, which llm_lora_bench averages with the LoRA LLM's).
+    teacher's (dev [N_dev, C], test [N_test, C]) logits, which llm_lora_bench averages with the LoRA LLM's).
+    best_teacher and its keys are chosen in main, once every candidate (LLM ones included) is in.
     """
     import numpy as np
 
@@ -367,7 +367,6 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict, t
     }
     if ensemble_acc is not None:
         candidates["ensemble"] = (ens_dev, ensemble_acc, right(ens_test, test_y))
-    best_name = max(candidates, key=lambda k: candidates[k][0])  # dict order = cheapest first on ties
     out = {
         "dataset": args.dataset, "gold_rows": len(splits.train[0]) + (0 if DATASETS[args.dataset]["dev"] else
                                                                        len(dev_x)),
@@ -379,8 +378,6 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict, t
         "ensemble": (f"the 2 best search trials by dev (lr {[t['lr'] for t in top2]}), probabilities averaged"
                      if ensemble_acc is not None else "null: the search ran fewer than 2 trials (--search-lr)"),
         **result_extra,
-        "best_teacher": best_name, "best_teacher_acc": candidates[best_name][1],
-        "dev_acc": {k: v[0] for k, v in candidates.items()},
         "rows_per_s": rows_per_s,
         "teacher_gain_over_baseline_points": round(100 * (default["eval"]["accuracy"] - base_m["eval"]["accuracy"]), 2),
         "trials": [{k: t.get(k) for k in ("lr", "epochs_planned", "steps", "best_step", "stopped_early", "seconds")}
