@@ -150,7 +150,7 @@ def make_cfg(args, ds, files, work: Path, teacher_path: str, train_over: dict | 
 
 def test_acc(model_dir: Path, files, labels, max_length) -> dict:
     from zuoxiao.core.evaluate import evaluate_model
-    from zuoxiao.teacher.model import load_classifier, load_tokenizer
+    from zuoxiao.teacher.classifier import load_classifier, load_tokenizer
 
     model = load_classifier(str(model_dir), labels)
     res = evaluate_model(model, load_tokenizer(str(model_dir)), files["test"], labels, max_length)
@@ -172,7 +172,7 @@ def main(argv=None) -> dict:
     from zuoxiao.core.metrics import agreement
     from zuoxiao.pipelines.label import label_from_config
     from zuoxiao.student.train import train
-    from zuoxiao.teacher.finetune import finetune_teacher
+    from zuoxiao.teacher.finetune.stage import finetune_teacher
 
     files = split_files(args, ds, work)
     times = {}

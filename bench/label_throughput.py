@@ -128,7 +128,7 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from zuoxiao.teacher.model import load_classifier, load_tokenizer
+    from zuoxiao.teacher.classifier import load_classifier, load_tokenizer
 
     data_dir = args.data_dir.resolve()
     texts = read_rows(data_dir, args.rows)

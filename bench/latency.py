@@ -79,7 +79,7 @@ def load_pair(teacher_dir, bundle_dir) -> Pair:
     from transformers import AutoTokenizer
 
     from zuoxiao.student.compress.export import input_names, onnx_session
-    from zuoxiao.teacher.model import load_classifier, load_tokenizer
+    from zuoxiao.teacher.classifier import load_classifier, load_tokenizer
 
     bundle_dir = Path(bundle_dir)
     teacher = load_classifier(str(teacher_dir))

@@ -14,17 +14,17 @@ keeps), and ensemble_acc (the two best trials by dev, probabilities averaged, te
 baseline_acc is the TF-IDF + logistic-regression baseline fitted on the same gold rows.
 ensemble_with_baseline_acc averages the default teacher's and the baseline's probabilities.
 blend_acc is the teacher the finetune stage itself labels with: its kept teacher blended with the baseline
-at the weight it chose on dev (blend_weight; teacher/blend.py), or that teacher alone when the blend was not
+at the weight it chose on dev (blend_weight; teacher/finetune/blend_choice.py), or that teacher alone when the blend was not
 kept: no weight gained finetune.blend_min_gain dev points, or the sign test's p (blend_p_value, on
 blend_rows_gained vs blend_rows_lost dev rows) exceeded finetune.blend_max_p (blend_weight 0).
 best_teacher is the candidate with the best dev accuracy (ties: the cheaper one). best_vs_teacher compares it
 with the default teacher row by row on test: rows_gained (only best_teacher right), rows_lost (only the
-teacher right) and the one-sided exact sign test's p_value (teacher/blend.py's sign_test); null, with a
+teacher right) and the one-sided exact sign test's p_value (teacher/finetune/blend_choice.py's sign_test); null, with a
 reason, when best_teacher is the teacher itself or its test predictions are not at hand (blend,
 llm_calibrated on a subset of rows, a search trial other than the default).
 
 LLM keys (sst2, agnews; `llm_bench`): the embedded SmolLM2-135M-Instruct prompted through the label
-stage's own teacher code (teacher/llm_teacher.py) on the first --llm-rows test rows (default 200: about
+stage's own teacher code (teacher/llm/teacher.py) on the first --llm-rows test rows (default 200: about
 1-6 rows/s on 2 CPU cores): llm_zero_shot_acc, llm_few_shot_acc (--llm-shots gold examples from the gold
 rows), llm_calibrated_acc (zero-shot, prior fitted on the same rows' predictions without their labels,
 as the label stage fits it on the transfer set), llm_content_free_acc, few_shot_cost_ratio (seconds per
@@ -150,7 +150,7 @@ def best_vs_teacher(best: str, candidates: dict) -> dict:
 
     candidates: {name: (dev acc, test acc, test rows right bool [N_test] or None)}.
     """
-    from zuoxiao.teacher.blend import sign_test
+    from zuoxiao.teacher.finetune.blend_choice import sign_test
 
     if best == "teacher":
         return {"p_value": None, "reason": "best_teacher is the default teacher"}
@@ -181,8 +181,10 @@ def llm_bench(args, cfg, splits) -> tuple[dict, tuple | None]:
     import torch
 
     from zuoxiao.core.config import parse_config
-    from zuoxiao.teacher.llm import calibrate, fit_prior
-    from zuoxiao.teacher.loader import load_teacher
+    from zuoxiao.core.config.views import LabelView
+    from zuoxiao.pipelines.label_teacher import teacher_source
+    from zuoxiao.teacher import load_teacher
+    from zuoxiao.teacher.llm.scorer import calibrate, fit_prior
 
     if args.dataset not in LLM_PROMPTS or not args.llm_rows:
         why = "--llm-rows 0" if not args.llm_rows else f"no prompt/verbalizers for {args.dataset} in LLM_PROMPTS"
@@ -200,7 +202,7 @@ def llm_bench(args, cfg, splits) -> tuple[dict, tuple | None]:
                               "llm": {**LLM_PROMPTS[args.dataset], "few_shot": shots,
                                       "few_shot_source": "label_input"}}},
                           "train": {"student": {"kind": "pretrained", "path": "embedded:all-MiniLM-L6-v2"}}})
-        return load_teacher(c.label.teacher, names, c)
+        return load_teacher(teacher_source(LabelView.of(c), c.label.teacher.path, names), names)
 
     def timed(t, texts):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -251,9 +253,9 @@ def llm_lora_bench(args, work: Path, splits, default_logits) -> tuple[dict, dict
     default_logits: the default MiniLM teacher's (dev [N_dev, C], test [N_test, C]) logits, or None.
     """
     from zuoxiao.core.evaluate import predict_logits
+    from zuoxiao.teacher.classifier import load_classifier, load_tokenizer
     from zuoxiao.teacher.ensemble import combine_logits
-    from zuoxiao.teacher.finetune import finetune_teacher
-    from zuoxiao.teacher.model import load_classifier, load_tokenizer
+    from zuoxiao.teacher.finetune.stage import finetune_teacher
 
     if not args.llm_lora_rows:
         return {"llm_lora_acc": None, "llm_lora_reason": LORA_REASON}, {}, None
@@ -304,15 +306,18 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict, t
     """
     import numpy as np
 
-    from zuoxiao.teacher.baseline import fit_baseline
-    from zuoxiao.teacher.ensemble import combine_logits, load_ensemble
-    from zuoxiao.teacher.finetune import finetune_teacher, read_splits
-    from zuoxiao.teacher.model import load_classifier, load_tokenizer
+    from zuoxiao.teacher.classifier import load_classifier, load_tokenizer
+    from zuoxiao.core.config.base import TeacherSpec
+    from zuoxiao.core.config.views import FinetuneView
+    from zuoxiao.teacher import TeacherSource, load_teacher
+    from zuoxiao.teacher.ensemble import combine_logits
+    from zuoxiao.teacher.finetune.stage import finetune_teacher, read_splits
+    from zuoxiao.teacher.tfidf import fit_baseline
 
     t0 = time.perf_counter()
     metrics = finetune_teacher(cfg, work / "teacher", keep_trials=True)
     t_finetune = time.perf_counter() - t0
-    splits = read_splits(cfg)  # the same rows finetune_teacher used (the dev split is seeded)
+    splits = read_splits(FinetuneView.of(cfg))  # the same rows finetune_teacher used (the dev split is seeded)
     n_cls, max_len = len(splits.label_names), cfg.finetune.teacher.max_length
     (dev_x, dev_y), (test_x, test_y) = splits.dev, splits.eval
 
@@ -337,7 +342,8 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict, t
     result_extra = {}
     ensemble_acc = ens_dev = ens_test = None
     if len(top2) == 2:
-        ens = load_ensemble([{"path": tdir(t)} for t in top2], splits.label_names, "prob", max_len)
+        spec = TeacherSpec(members=[{"path": tdir(t)} for t in top2], combine="prob", max_length=max_len)
+        ens = load_teacher(TeacherSource.of_spec(spec), splits.label_names)
         ens_dev = acc(ens.predict_texts(dev_x), dev_y)
         t1 = time.perf_counter()
         ens_test = ens.predict_texts(test_x)  # [N_test, C]
@@ -389,7 +395,8 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict, t
 
 
 def main(argv=None) -> int:
-    from zuoxiao.teacher.finetune import read_splits
+    from zuoxiao.core.config.views import FinetuneView
+    from zuoxiao.teacher.finetune.stage import read_splits
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     args = parse_args(argv)
@@ -398,7 +405,7 @@ def main(argv=None) -> int:
     cfg, default_lr = build_config(args, work)
     t0 = time.perf_counter()
     if args.llm_only:
-        splits = read_splits(cfg)
+        splits = read_splits(FinetuneView.of(cfg))
         out = {"dataset": args.dataset, "classes": len(splits.label_names), "dev_rows": len(splits.dev[0]),
                "dev_source": splits.dev_source, "test_rows": len(splits.eval[0]), "baseline_acc": None,
                "teacher_acc": None, "search_teacher_acc": None, "ensemble_acc": None,
@@ -406,7 +413,7 @@ def main(argv=None) -> int:
         candidates, default_logits = {}, None
     else:
         out, candidates, default_logits = finetuned_teachers(args, cfg, default_lr, work)
-        splits = read_splits(cfg)
+        splits = read_splits(FinetuneView.of(cfg))
     t1 = time.perf_counter()
     llm, llm_candidate = llm_bench(args, cfg, splits)
     out = {**out, **{k: None for k in LLM_KEYS}, **llm}

@@ -249,7 +249,7 @@ def main(argv=None) -> dict:
 
     t0, times = time.time(), {}
     if not (teacher / "config.json").is_file():  # fine-tuned once; a rerun with the same --workdir reuses it
-        from zuoxiao.teacher.finetune import finetune_teacher
+        from zuoxiao.teacher.finetune.stage import finetune_teacher
 
         t = time.time()
         finetune_teacher(run_config(args, base, files, work, "embedded:all-MiniLM-L6-v2", args.sizes[0], "plain"),

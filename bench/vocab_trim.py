@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
 
     from zuoxiao.student.compress import vocab_auto as A
     from zuoxiao.student.compress.vocab import token_counts, trim_vocab, unk_rate
-    from zuoxiao.teacher.model import resolve_model_path
+    from zuoxiao.teacher.classifier import resolve_model_path
 
     p = argparse.ArgumentParser()
     p.add_argument("--transfer-rows", type=int, default=3200)

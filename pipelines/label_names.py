@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from zuoxiao.core.config import Config
+from zuoxiao.core.config.views import LabelView
 from zuoxiao.core.errors import ConfigError, InputError
 from zuoxiao.core.rows import normalize_label
 
@@ -17,7 +17,7 @@ def _generic(names: list[str]) -> bool:
     return all(n == f"LABEL_{i}" for i, n in enumerate(names))
 
 
-def resolve_label_names(cfg: Config, teacher_path: str, files: list[tuple[str, str]]) -> tuple[list[str], str]:
+def resolve_label_names(view: LabelView, teacher_path: str, files: list[tuple[str, str]]) -> tuple[list[str], str]:
     """task.label_names, else a task-trained teacher's id2label, else the sorted distinct gold labels.
 
     Returns (names, where they came from). The automatic map scans the label column of the input
@@ -25,14 +25,14 @@ def resolve_label_names(cfg: Config, teacher_path: str, files: list[tuple[str, s
     """
     from transformers import AutoConfig
 
-    from zuoxiao.teacher.model import resolve_model_path
+    from zuoxiao.teacher.classifier import resolve_model_path
 
     tcfg = AutoConfig.from_pretrained(resolve_model_path(teacher_path),
-                                      trust_remote_code=cfg.label.teacher.trust_remote_code)
+                                      trust_remote_code=view.label.teacher.trust_remote_code)
     teacher_names = [str(tcfg.id2label[i]) for i in range(tcfg.num_labels)] if tcfg.id2label else []
     trained = bool(teacher_names) and not _generic(teacher_names)
-    if cfg.task.label_names:
-        names = list(cfg.task.label_names)
+    if view.label_names:
+        names = list(view.label_names)
         if trained and len(teacher_names) != len(names):
             raise ConfigError(
                 f"task.label_names has {len(names)} classes {names} but the teacher {teacher_path!r} was "
@@ -44,7 +44,7 @@ def resolve_label_names(cfg: Config, teacher_path: str, files: list[tuple[str, s
         return names, "task.label_names"
     if trained:
         return teacher_names, "teacher"
-    src = cfg.label.input
+    src = view.label.input
     if src.label_column is None:
         raise ConfigError("task.label_names is null, the teacher has no task labels and label.input has no "
                           "label_column: set task.label_names: [name0, name1, ...]")

@@ -6,17 +6,19 @@ from __future__ import annotations
 import apache_beam as beam
 
 from zuoxiao.core.softlabels import soft_label_columns
-from zuoxiao.teacher.handler import tokenize_texts
+from zuoxiao.pipelines.handler import tokenize_texts
 
 
 class TokenizeBatch(beam.DoFn):
-    """[records] -> records with input_ids (truncated), num_tokens (untruncated), truncated, max_length."""
+    """[records] -> records with input_ids (truncated), num_tokens (untruncated), truncated, max_length.
 
-    def __init__(self, path: str, max_length: int, trust_remote_code: bool):
-        self.path, self.max_length, self.trust_remote_code = path, max_length, trust_remote_code
+    Tokenised with the tokenizer at the teacher source's path (an ensemble's: its first member's)."""
+
+    def __init__(self, source):
+        self.path, self.max_length, self.trust_remote_code = source.path, source.max_length, source.trust_remote_code
 
     def setup(self):
-        from zuoxiao.teacher.model import load_tokenizer
+        from zuoxiao.teacher.classifier import load_tokenizer
 
         self.tokenizer = load_tokenizer(self.path, self.trust_remote_code)
 

@@ -93,7 +93,7 @@ class WriteShard(beam.DoFn):
             "argmax_counts": _argmax_counts(r["teacher_argmax"] for r in records if not r["augmented"]),
         }
         if self.cache_schema is not None and fresh:
-            from zuoxiao.teacher.cache import cache_table
+            from zuoxiao.pipelines.cache import cache_table
 
             seen, unique = set(), []
             for r in fresh:  # one cache row per distinct text

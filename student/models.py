@@ -15,7 +15,7 @@ import torch
 
 from zuoxiao.core.config.train import AdapterConfig, StudentConfig
 from zuoxiao.core.errors import ConfigError
-from zuoxiao.teacher.model import load_classifier, load_tokenizer
+from zuoxiao.teacher.classifier import load_classifier, load_tokenizer
 
 log = logging.getLogger(__name__)
 

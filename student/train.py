@@ -81,18 +81,18 @@ def teacher_on_eval(recorded: dict, label_names: list[str], cfg: TrainView, text
     section: a classifier, an ensemble or a prompted LLM) and measure it on the eval texts (predictions [N]
     kept for agreement). With ``dev_texts``, also its predictions on the dev set ("dev_predictions").
     """
-    from zuoxiao.teacher.loader import load_eval_teacher
+    from zuoxiao.teacher import TeacherSource, load_teacher
 
-    teacher = load_eval_teacher(recorded, label_names, cfg.teacher.trust_remote_code)
-    out = {"path": recorded.get("path"), **count_params(teacher.module), "fingerprint": teacher.fingerprint}
+    teacher = load_teacher(TeacherSource.of_record(recorded, cfg.teacher.trust_remote_code), label_names)
+    out = {"path": recorded.get("path"), **count_params(teacher.module), "fingerprint": teacher.fingerprint()}
     out.pop("trainable")
     if texts is not None:
-        pred = teacher.logits(texts, cfg.train.eval_batch_size).argmax(-1)
+        pred = teacher.predict_texts(texts, cfg.train.eval_batch_size).argmax(-1)
         out.update(classification_metrics(pred, gold, len(label_names)), predictions=pred)
     else:  # no task.eval: the keys stay (null) so readers of metrics.json need no special case
         out.update(accuracy=None, macro_f1=None)
     if dev_texts is not None:
-        out["dev_predictions"] = teacher.logits(dev_texts, cfg.train.eval_batch_size).argmax(-1)
+        out["dev_predictions"] = teacher.predict_texts(dev_texts, cfg.train.eval_batch_size).argmax(-1)
     return out
 
 

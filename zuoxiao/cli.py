@@ -192,7 +192,7 @@ def _dispatch(args) -> int:
         _print_headline("label", LabelResult.from_manifest(out, manifest))
         return EXIT_OK
     if args.command == "finetune-teacher":
-        from zuoxiao.teacher.finetune import finetune_teacher
+        from zuoxiao.teacher.finetune.stage import finetune_teacher
 
         cfg = _load(args)
         out = Path(args.output) if args.output else StagePaths(Path(cfg.output_dir)).teacher

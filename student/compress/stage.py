@@ -89,8 +89,8 @@ def teacher_record(ctx: Context) -> dict | None:
     from zuoxiao.core.shards import read_manifest
     from zuoxiao.student.compress.latency import measure
     from zuoxiao.student.compress.modelio import weights_bytes
-    from zuoxiao.teacher.loader import load_eval_teacher
-    from zuoxiao.teacher.model import resolve_model_path
+    from zuoxiao.teacher import TeacherSource, load_teacher
+    from zuoxiao.teacher.classifier import resolve_model_path
 
     path = _teacher_path(ctx)
     recorded = ctx.student_metrics.get("teacher") or {}
@@ -100,17 +100,17 @@ def teacher_record(ctx: Context) -> dict | None:
         return {"name": "teacher", "kind": "teacher", "accuracy": recorded.get("accuracy"), "recorded_only": True}
     # label names as the label stage passes them: an un-finetuned backbone gets the same seeded head
     labelled_by = {**read_manifest(ctx.paths.label, verify_checksums=False).teacher, "path": path}
-    teacher = load_eval_teacher(labelled_by, ctx.label_names, ctx.cfg.teacher.trust_remote_code)
+    teacher = load_teacher(TeacherSource.of_record(labelled_by, ctx.cfg.teacher.trust_remote_code), ctx.label_names)
     model, tok = teacher.module, teacher.tokenizer
     max_len = teacher.max_length
-    key = {"fingerprint": teacher.fingerprint, "eval_rows": len(ctx.texts), "max_length": max_len,
+    key = {"fingerprint": teacher.fingerprint(), "eval_rows": len(ctx.texts), "max_length": max_len,
            "eval_hash": hash_texts(ctx.texts), "latency_seq_len": ctx.cc.latency_seq_len, "with_tokenizer": True}
     cache = ctx.paths.compress / "teacher.json"
     cached = read_json(cache)
     if cached.get("key") == key:
         ctx.teacher_pred = np.asarray(cached["pred"])
         return cached["record"]
-    logits = teacher.logits(ctx.texts, ctx.cc.eval_batch_size, progress=True)
+    logits = teacher.predict_texts(ctx.texts, ctx.cc.eval_batch_size, progress=True)
     from zuoxiao.student.compress.export import input_names
 
     lat = measure("torch", model, model.config.vocab_size, input_names(tok, model), seq_len=ctx.cc.latency_seq_len,
@@ -144,7 +144,7 @@ def compress(cfg: CompressView, paths: StagePaths) -> CompressResult:
         shutil.rmtree(old, ignore_errors=True)
     save_resolved(cfg, paths.compress)
     model, tokenizer = load_model(paths.student)
-    from zuoxiao.teacher.model import label_names_of
+    from zuoxiao.teacher.classifier import label_names_of
 
     ctx.load_eval(label_names_of(model))
     if len(ctx.label_names) != model.config.num_labels:

@@ -160,7 +160,7 @@ def test_library_calls_refuse_a_sample_or_split_that_was_not_drawn(tmp_path):
     """A config loaded as is still says `sample: N` / `task.split`: reading it would silently use every row
     (or hold out a 10% dev split of its own), so the readers refuse it until prepare_data has run."""
     from zuoxiao.pipelines.label import label_from_config
-    from zuoxiao.teacher.goldsplit import read_splits
+    from zuoxiao.teacher.finetune.goldsplit import read_splits
 
     data = sorted_csv(tmp_path / "all.csv")
     src = {"path": str(data), "sample": 24}

@@ -27,6 +27,12 @@ def tiny_teacher(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory) -> Path:
+    """A tiny 3-class classifier saved with safetensors (the Beam handler's tests)."""
+    return build_tiny_teacher(tmp_path_factory.mktemp("teacher") / "clf", label_names=["a", "b", "c"])
+
+
+@pytest.fixture(scope="session")
 def trained_teacher(tmp_path_factory) -> Path:
     """Tiny classifier whose config names its classes (as a fine-tuned teacher would)."""
     return build_tiny_teacher(tmp_path_factory.mktemp("teacher") / "trained", label_names=["neg", "pos"])

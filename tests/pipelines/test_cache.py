@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 
 from tests.pipelines.conftest import SENTENCES, write_tsv
 from zuoxiao.core.labelout import read_rows
+from zuoxiao.pipelines.cache import CACHE_SCHEMA, TeacherCache
 from zuoxiao.pipelines.label import label_from_config
-from zuoxiao.teacher.cache import CACHE_SCHEMA, TeacherCache
 
 
 def _logits(out):

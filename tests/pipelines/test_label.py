@@ -13,7 +13,7 @@ from zuoxiao.core.errors import ConfigError
 from zuoxiao.core.labelout import read_rows
 from zuoxiao.core.shards import SHARD_SCHEMA, read_manifest, sha256_file
 from zuoxiao.pipelines.label import label_from_config, run
-from zuoxiao.teacher.model import load_classifier
+from zuoxiao.teacher.classifier import load_classifier
 
 
 def _rows(out):

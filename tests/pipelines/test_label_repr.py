@@ -8,7 +8,7 @@ import torch
 from tests.pipelines.conftest import SENTENCES, write_tsv
 from zuoxiao.core.shards import SHARD_SCHEMA, read_manifest
 from zuoxiao.pipelines.label import label_from_config
-from zuoxiao.teacher.model import load_classifier, load_tokenizer
+from zuoxiao.teacher.classifier import load_classifier, load_tokenizer
 
 
 def test_store_representation_writes_fp16_cls_states(tmp_path, make_cfg, tiny_teacher):
@@ -39,14 +39,15 @@ def test_representation_off_writes_a_null_column(tmp_path, make_cfg):
 
 def test_an_ensemble_stores_its_first_members_representation(tmp_path):
     from tests.pipelines.tiny_teacher import build_tiny_teacher
-    from zuoxiao.teacher.ensemble import load_ensemble
-    from zuoxiao.teacher.handler import LoadedTeacher
+    from zuoxiao.core.config.base import TeacherSpec
+    from zuoxiao.teacher import TeacherSource, load_teacher
 
     a = str(build_tiny_teacher(tmp_path / "a", label_names=["neg", "pos"], seed=1))
     b = str(build_tiny_teacher(tmp_path / "b", label_names=["neg", "pos"], seed=2))
-    ens = load_ensemble([{"path": a}, {"path": b}], max_length=16)
+    ens = load_teacher(TeacherSource.of_spec(TeacherSpec(members=[{"path": a}, {"path": b}], max_length=16)))
     texts = ["a very good movie", "i hate it"]
-    logits, reps = LoadedTeacher(ens, load_tokenizer(a), "cpu").predict_with_repr([], texts)
+    assert ens.repr_dim == 32  # the first member's hidden size (tiny_teacher: 32)
+    logits, reps = ens.predict_with_repr([], texts)
     np.testing.assert_allclose(logits, ens.predict_texts(texts), atol=1e-6)  # the combined soft labels
     model, tok = load_classifier(a, ["neg", "pos"]), load_tokenizer(a)
     with torch.inference_mode():

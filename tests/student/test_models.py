@@ -84,7 +84,7 @@ def test_bad_layer_index_is_a_config_error(tmp_path, tiny_teacher, toy_data, toy
 
 
 def test_count_params_splits_embeddings(tiny_teacher):
-    from zuoxiao.teacher.model import load_classifier
+    from zuoxiao.teacher.classifier import load_classifier
 
     c = count_params(load_classifier(str(tiny_teacher)))
     assert c == {"params": EMB + 4 * LAYER + POOLER + HEAD, "trainable": EMB + 4 * LAYER + POOLER + HEAD,

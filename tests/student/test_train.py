@@ -87,7 +87,7 @@ def test_label_names_mismatch_is_config_error(tmp_path, tiny_teacher, toy_data, 
 
 
 def test_distill_model_moves_towards_teacher(tiny_teacher, toy_data, toy_shards):
-    from zuoxiao.teacher.model import load_classifier, load_tokenizer
+    from zuoxiao.teacher.classifier import load_classifier, load_tokenizer
 
     cfg = make_cfg(tiny_teacher, toy_data)
     model = load_classifier(str(tiny_teacher), ["neg", "pos"])

@@ -16,15 +16,24 @@ from zuoxiao.core.config.base import TeacherSpec
 from zuoxiao.core.errors import ConfigError, InputError
 from zuoxiao.core.evaluate import predict_logits
 from zuoxiao.core.fingerprint import teacher_fingerprint
-from zuoxiao.teacher.baseline import ARRAYS_FILE, JSON_FILE, TfidfBaseline, fit_baseline
-from zuoxiao.teacher.blend import BLEND_FILE, choose_blend, save_blend, sign_test
-from zuoxiao.teacher.ensemble import EnsembleClassifier
-from zuoxiao.teacher.finetune import finetune_teacher
-from zuoxiao.teacher.loader import load_eval_teacher, load_teacher, load_teacher_dir
-from zuoxiao.teacher.model import fingerprint, label_names_of, load_classifier, load_tokenizer
+from zuoxiao.teacher import TeacherSource, load_teacher
+from zuoxiao.teacher.blend import BLEND_FILE
+from zuoxiao.teacher.classifier import fingerprint, label_names_of, load_classifier, load_tokenizer
+from zuoxiao.teacher.finetune.blend_choice import choose_blend, save_blend, sign_test
+from zuoxiao.teacher.finetune.stage import finetune_teacher
+from zuoxiao.teacher.tfidf import ARRAYS_FILE, JSON_FILE, TfidfBaseline, fit_baseline
 
 __all__ = ["one_thread"]
 UNSEEN = ["a great film, love it", "awful boring plot", "the story", "best actor ever", "zzz qqq", ""]
+
+
+def load_dir(path, label_names=None, max_length=128):
+    """A teacher dir as the label stage loads it: its classifier, or the blend when it holds blend.json."""
+    return load_teacher(TeacherSource.of_spec(TeacherSpec(path=str(path), max_length=max_length)), label_names)
+
+
+def load_spec(spec):
+    return load_teacher(TeacherSource.of_spec(spec))
 
 
 def _xy(rows):
@@ -186,7 +195,7 @@ def _mixed_case(n_both, n_gained, n_lost):
 
 def test_a_large_gain_on_a_tiny_dev_set_is_refused_by_the_sign_test(caplog):
     splits, base, logits = _mixed_case(4, 3, 1)  # 8 dev rows: 5/8 -> 7/8 right, +25 points
-    with caplog.at_level(logging.INFO, logger="zuoxiao.teacher.blend"):
+    with caplog.at_level(logging.INFO, logger="zuoxiao.teacher.finetune.blend_choice"):
         b = choose_blend(_ft(), base, logits, splits, 2)
     assert b["gain_points"] == 25.0 and b["grid"]["0.2"] == 0.875 and b["grid"]["0"] == 0.625
     assert (b["rows_gained"], b["rows_lost"]) == (3, 1) and b["p_value"] == pytest.approx(5 / 16)
@@ -248,7 +257,7 @@ def test_finetune_keeps_a_blend_that_wins_on_dev_and_labels_with_it(tmp_path, ca
     base = make_tiny_bert(tmp_path / "base", layers=1, seed=3)
     cfg = _ft_cfg(tmp_path, base, optim={"max_steps": 1, "lr": 1e-9, "head_lr": 1e-9})
     out = tmp_path / "teacher"
-    with caplog.at_level(logging.INFO, logger="zuoxiao.teacher.blend"):
+    with caplog.at_level(logging.INFO, logger="zuoxiao.teacher.finetune.blend_choice"):
         m = finetune_teacher(cfg, out)
     b = m["blend"]
     assert b["chosen"] and b["saved"] and b["gain_points"] >= 20 and 0 < b["baseline_weight"] <= 0.5, b
@@ -267,11 +276,11 @@ def test_finetune_keeps_a_blend_that_wins_on_dev_and_labels_with_it(tmp_path, ca
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["blend"]["grid"] == b["grid"] and on_disk["accuracy"] == m["accuracy"]
     # the dir loads as the blend; measured on task.eval it reproduces the recorded blend accuracy
-    teacher = load_eval_teacher({"path": str(out), "max_length": 32}, ["neg", "pos"])
-    assert teacher.kind == "ensemble" and teacher.model.blend["baseline_weight"] == b["baseline_weight"]
+    teacher = load_teacher(TeacherSource.of_record({"path": str(out), "max_length": 32}), ["neg", "pos"])
+    assert teacher.kind == "blend" and teacher.blend["baseline_weight"] == b["baseline_weight"]
     ev_x, ev_y = _xy(make_rows(64, seed=12))
-    assert float((teacher.logits(ev_x).argmax(-1) == np.asarray(ev_y)).mean()) == pytest.approx(m["accuracy"])
-    assert teacher.params() == sum(p.numel() for p in teacher.module.parameters())
+    assert float((teacher.predict_texts(ev_x).argmax(-1) == np.asarray(ev_y)).mean()) == pytest.approx(m["accuracy"])
+    assert teacher.params() == sum(p.numel() for p in teacher.module.parameters())  # the baseline counts 0
     # a from_teacher student still reads the transformer weights alone (extra files are ignored)
     from zuoxiao.core.config.train import StudentConfig
     from zuoxiao.student.models import build_student
@@ -284,7 +293,7 @@ def test_finetune_keeps_a_blend_that_wins_on_dev_and_labels_with_it(tmp_path, ca
     finetune_teacher(_ft_cfg(tmp_path, base, blend_baseline="off", optim={"max_steps": 1, "lr": 1e-9,
                                                                           "head_lr": 1e-9}), out)
     assert not (out / BLEND_FILE).exists() and not (out / "baseline").exists()
-    assert not isinstance(load_teacher_dir(str(out)), EnsembleClassifier)
+    assert load_dir(out).kind == "classifier"
 
 
 def test_a_teacher_stopped_by_the_gate_saves_no_blend(tmp_path):
@@ -340,11 +349,11 @@ def test_label_stage_labels_with_the_blend(tmp_path, blended, mode, caplog):
     cfg = parse_config({"output_dir": str(tmp_path / "o"), "label": {
         "input": {"path": str(tmp_path / "in.jsonl"), "label_column": None, "id_column": "id"},
         "teacher": {"path": str(blended), "max_length": 32, "num_threads": 1}, "batch_size": 4, "beam": beam}})
-    with caplog.at_level(logging.INFO, logger="zuoxiao.pipelines.label"):
+    with caplog.at_level(logging.INFO, logger="zuoxiao.pipelines.label_teacher"):
         m = label_from_config(cfg, tmp_path / "label")
     assert "blended with its TF-IDF baseline at weight 0.3" in caplog.text
     assert m["teacher"]["blend"]["baseline_weight"] == 0.3
-    assert m["teacher"]["fingerprint"] == fingerprint(load_teacher(cfg.label.teacher))
+    assert m["teacher"]["fingerprint"] == load_spec(cfg.label.teacher).fingerprint()
     rows = {r["id"]: r for s in m["shards"] for r in pq.read_table(tmp_path / "label" / s["file"]).to_pylist()}
     got = torch.softmax(torch.tensor([rows[f"r{i}"]["logits"] for i in range(len(texts))]), -1).numpy()
     np.testing.assert_allclose(got, _hand_blend(blended, texts, 0.3), atol=1e-4)
@@ -354,8 +363,8 @@ def test_label_stage_labels_with_the_blend(tmp_path, blended, mode, caplog):
     pb0 = TfidfBaseline.load(blended / "baseline").predict_proba(texts[:1])[0]
     np.testing.assert_allclose(got[0], 0.7 * p0 + 0.3 * pb0, atol=1e-4)
     # train/compress re-create the same teacher from the manifest's record
-    again = load_eval_teacher(m["teacher"], m["label_names"])
-    np.testing.assert_allclose(torch.softmax(torch.tensor(again.logits(texts)), -1).numpy(), got, atol=1e-4)
+    again = load_teacher(TeacherSource.of_record(m["teacher"]), m["label_names"])
+    np.testing.assert_allclose(torch.softmax(torch.tensor(again.predict_texts(texts)), -1).numpy(), got, atol=1e-4)
 
 
 def test_fingerprints_follow_the_blend_weight_and_baseline(tmp_path, blended):
@@ -364,17 +373,17 @@ def test_fingerprints_follow_the_blend_weight_and_baseline(tmp_path, blended):
     d = tmp_path / "copy"
     shutil.copytree(blended, d)
     spec = TeacherSpec(path=str(d), max_length=32)
-    fp, stage_fp = fingerprint(load_teacher(spec)), teacher_fingerprint(spec)
-    assert fp == fingerprint(load_teacher(spec))  # stable
+    fp, stage_fp = load_spec(spec).fingerprint(), teacher_fingerprint(spec)
+    assert fp == load_spec(spec).fingerprint()  # stable
     assert fp != fingerprint(load_classifier(str(d)))  # the transformer alone
     rec = json.loads((d / BLEND_FILE).read_text())
     (d / BLEND_FILE).write_text(json.dumps({**rec, "baseline_weight": 0.2}))
-    assert fingerprint(load_teacher(spec)) != fp  # the teacher cache is keyed by this
+    assert load_spec(spec).fingerprint() != fp  # the teacher cache is keyed by this
     assert teacher_fingerprint(spec) != stage_fp  # and the run's stage fingerprint by the dir's files
     (d / BLEND_FILE).write_text(json.dumps(rec))
     base, _ = fit_baseline(_xy(make_rows(60, seed=9)), None, {}, num_classes=2)
     base.save(d / "baseline")  # another baseline, same weight
-    assert fingerprint(load_teacher(spec)) != fp
+    assert load_spec(spec).fingerprint() != fp
 
 
 def test_a_damaged_blend_json_is_a_clear_error(tmp_path, blended):
@@ -384,18 +393,19 @@ def test_a_damaged_blend_json_is_a_clear_error(tmp_path, blended):
     shutil.copytree(blended, d)
     (d / BLEND_FILE).write_text("{not json")
     with pytest.raises(InputError, match="blend.json is damaged"):
-        load_teacher_dir(str(d))
+        load_dir(d)
     (d / BLEND_FILE).write_text(json.dumps({"baseline_weight": 1.5}))
     with pytest.raises(InputError, match=r"baseline_weight=1.5 must lie in \(0, 1\)"):
-        load_teacher_dir(str(d))
+        load_dir(d)
     (d / BLEND_FILE).write_text(json.dumps({"baseline_weight": 0.3}))
     shutil.rmtree(d / "baseline")
     with pytest.raises(InputError, match=f"{JSON_FILE} is missing"):
-        load_teacher_dir(str(d))
+        load_dir(d)
 
 
 def test_a_blended_dir_as_an_ensemble_member_joins_as_its_blend(tmp_path, blended):
-    from zuoxiao.teacher.ensemble import load_ensemble
+    def load_ensemble(members, combine="prob", max_length=128):
+        return load_spec(TeacherSpec(members=members, combine=combine, max_length=max_length))
 
     other = build_tiny_teacher(tmp_path / "other", label_names=["neg", "pos"], seed=6)
     texts = [r["text"] for r in make_rows(6, seed=8)]

@@ -11,13 +11,21 @@ from zuoxiao.core.config.base import TeacherSpec
 from zuoxiao.core.errors import ConfigError
 from zuoxiao.core.evaluate import predict_logits
 from zuoxiao.core.fingerprint import teacher_fingerprint
-from zuoxiao.teacher.ensemble import EnsembleClassifier, combine_logits, load_ensemble
-from zuoxiao.teacher.handler import LoadedTeacher
-from zuoxiao.teacher.loader import load_teacher
-from zuoxiao.teacher.model import fingerprint, label_names_of, load_classifier, load_tokenizer
+from zuoxiao.teacher import TeacherSource, load_teacher
+from zuoxiao.teacher.classifier import fingerprint, load_classifier, load_tokenizer
+from zuoxiao.teacher.ensemble import EnsembleClassifier, combine_logits
 
 __all__ = ["one_thread"]
 TEXTS = ["the movie was good", "awful plot", "a very sad story", "great actor, fine film", "the"]
+
+
+def load_ensemble(members, label_names=None, combine="prob", max_length=128):
+    return load_teacher(TeacherSource.of_spec(TeacherSpec(members=members, combine=combine, max_length=max_length)),
+                        label_names)
+
+
+def load_spec(spec):
+    return load_teacher(TeacherSource.of_spec(spec))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +57,7 @@ def test_prob_combine_is_the_weighted_mean_of_member_probabilities(members):
     expected = 0.75 * pa + 0.25 * pb
     assert out.shape == (len(TEXTS), 2) and ens.label_names == ["neg", "pos"]
     np.testing.assert_allclose(torch.softmax(torch.tensor(out), -1).numpy(), expected, atol=1e-5)
-    assert label_names_of(ens) == ["neg", "pos"]  # reads like a classifier's config
+    assert ens.kind == "ensemble" and ens.module is ens.members[0].teacher.model  # timed and counted
 
 
 def test_logprob_combine_is_the_normalised_weighted_sum_of_log_probabilities(members):
@@ -78,7 +86,7 @@ def test_members_that_disagree_on_labels_are_a_config_error(members):
 def test_fingerprint_covers_every_member_weight_and_rule(members):
     def fp(**kw):
         spec = TeacherSpec(members=kw.pop("members", [members["a"], members["b"]]), max_length=32, **kw)
-        return fingerprint(load_teacher(spec))
+        return load_spec(spec).fingerprint()
 
     base = fp()
     assert base == fp()  # stable across loads
@@ -93,11 +101,13 @@ def test_fingerprint_covers_every_member_weight_and_rule(members):
 
 
 def test_the_label_handler_uses_an_ensemble_like_one_classifier(members):
-    ens = load_teacher(TeacherSpec(members=[members["a"], members["b"]], max_length=32))
+    ens = load_spec(TeacherSpec(members=[members["a"], members["b"]], max_length=32))
     assert isinstance(ens, EnsembleClassifier)
-    loaded = LoadedTeacher(ens.to("cpu"), load_tokenizer(members["a"]), torch.device("cpu"))
     ids = [load_tokenizer(members["a"])(t)["input_ids"] for t in TEXTS]
-    np.testing.assert_allclose(loaded.predict(ids, TEXTS), ens.predict_texts(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(ens.to("cpu").predict_batch(ids, TEXTS), ens.predict_texts(TEXTS), atol=1e-6)
+    # the manifest's record re-creates the same ensemble (train and compress, Beam workers)
+    again = load_teacher(TeacherSource.of_record(ens.record()))
+    assert again.fingerprint() == ens.fingerprint() and again.kind == "ensemble"
 
 
 def test_config_of_members():
@@ -132,8 +142,8 @@ def test_label_stage_labels_with_the_ensemble(tmp_path, members, mode):
                     "num_threads": 1},
         "batch_size": 4, "beam": beam}})
     m = label_from_config(cfg, tmp_path / "label")
-    ens = load_teacher(cfg.label.teacher)
-    assert m["teacher"]["fingerprint"] == fingerprint(ens) and m["teacher"]["combine"] == "prob"
+    ens = load_spec(cfg.label.teacher)
+    assert m["teacher"]["fingerprint"] == ens.fingerprint() and m["teacher"]["combine"] == "prob"
     assert [x["weight"] for x in m["teacher"]["members"]] == [1.0, 2.0] and m["label_names"] == ["neg", "pos"]
     rows = {r["id"]: r for s in m["shards"] for r in pq.read_table(tmp_path / "label" / s["file"]).to_pylist()}
     got = np.array([rows[f"r{i}"]["logits"] for i in range(len(texts))])

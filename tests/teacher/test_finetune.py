@@ -11,8 +11,8 @@ from zuoxiao.core.config import parse_config
 from zuoxiao.core.errors import ConfigError, GateFailed
 from zuoxiao.core.evaluate import evaluate_model
 from zuoxiao.core.loop import param_groups
-from zuoxiao.teacher.finetune import finetune_teacher, plan_epochs, stratified_split
-from zuoxiao.teacher.model import label_names_of, load_classifier, load_tokenizer
+from zuoxiao.teacher.classifier import label_names_of, load_classifier, load_tokenizer
+from zuoxiao.teacher.finetune.stage import finetune_teacher, plan_epochs, stratified_split
 
 __all__ = ["one_thread"]  # the autouse fixture from tests/student/conftest.py applies here too
 

@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 from tests.teacher.tiny_llm import save_tiny_llm
 from zuoxiao.core.config import parse_config
 from zuoxiao.core.errors import ConfigError
-from zuoxiao.teacher.finetune import finetune_teacher
-from zuoxiao.teacher.model import label_names_of, load_classifier, load_tokenizer
+from zuoxiao.teacher.classifier import label_names_of, load_classifier, load_tokenizer
+from zuoxiao.teacher.finetune.stage import finetune_teacher
 
 POS, NEG = ["great", "fun", "love", "good"], ["awful", "boring", "hate", "bad"]
 FILL = "the a movie film plot story was is this it and i very".split()

@@ -12,7 +12,7 @@ from tests.teacher.tiny_llm import save_tiny_llm, tiny_llm
 from zuoxiao.core.config import parse_config
 from zuoxiao.core.config.base import EMBEDDED_LLM
 from zuoxiao.core.errors import ConfigError
-from zuoxiao.teacher.llm import LLMScorer, calibrate, few_shot_examples, fit_prior
+from zuoxiao.teacher.llm.scorer import LLMScorer, calibrate, few_shot_examples, fit_prior
 
 TEXTS = ["the movie was great fun", "boring", "a plot", "the film was awful and boring the plot not fun"]
 
@@ -118,6 +118,15 @@ def test_config_of_llm_teachers():
     assert ft.adapter == "lora" and ft.lora.r == 8 and ft.lora.target_modules is None
 
 
+def _launch(cfg, names=("neg", "pos")):
+    """The label stage's launcher teacher for cfg: few-shot examples and prior rows drawn from its LabelView."""
+    from zuoxiao.core.config.views import LabelView
+    from zuoxiao.pipelines.label_teacher import teacher_source
+    from zuoxiao.teacher import load_teacher
+
+    return load_teacher(teacher_source(LabelView.of(cfg), cfg.label.teacher.path, list(names)), list(names))
+
+
 def _label_cfg(tmp_path, llm_dir, beam=None, **llm):
     rows = [("i love this story", "pos"), ("great fun", "pos"), ("boring", "neg"), ("i hate it", "neg"),
             ("the plot was awful", "neg"), ("a great movie", "pos"), ("not good", "neg"), ("very good film", "pos")]
@@ -144,8 +153,8 @@ def test_label_stage_labels_with_the_llm(tmp_path, llm_dir, monkeypatch, mode):
 
     from zuoxiao.core.config.views import TrainView
     from zuoxiao.pipelines.label import label_from_config
-    from zuoxiao.teacher.llm_teacher import LLMTeacher
-    from zuoxiao.teacher.loader import load_eval_teacher, load_teacher
+    from zuoxiao.teacher import TeacherSource, load_teacher
+    from zuoxiao.teacher.llm.teacher import LLMTeacher
 
     monkeypatch.setenv("ZUOXIAO_CACHE_DIR", str(tmp_path / "cache"))
     beam = {"direct_num_workers": 2, "direct_running_mode": mode} if mode != "in_memory" else None
@@ -158,14 +167,15 @@ def test_label_stage_labels_with_the_llm(tmp_path, llm_dir, monkeypatch, mode):
     got = np.array([rows[f"r{i}"]["logits"] for i in range(len(texts))])
     np.testing.assert_allclose(np.exp(got).sum(-1), 1.0, atol=1e-5)  # normalised label log-probs
     # a fresh worker copy rebuilt from the recipe scores the same (one row at a time: no batching effect)
-    worker = LLMTeacher.from_recipe(load_teacher(cfg.label.teacher, ["neg", "pos"], cfg).recipe)
+    worker = LLMTeacher.from_recipe(_launch(cfg).recipe)
     want = np.concatenate([worker.predict_texts([x]) for x in texts])
     np.testing.assert_allclose(got, want, atol=1e-4)
     # the train/compress hook re-creates the same teacher from the manifest's record (same fingerprint, logits)
     assert t["llm_recipe"]["prompt"] == cfg.label.teacher.llm.prompt
-    ev = load_eval_teacher(t, ["neg", "pos"])
-    assert ev.fingerprint == t["fingerprint"] and ev.params() == sum(p.numel() for p in worker.model.parameters())
-    np.testing.assert_allclose(ev.logits(texts), want, atol=1e-4)
+    ev = load_teacher(TeacherSource.of_record(t), ["neg", "pos"])
+    assert ev.fingerprint() == t["fingerprint"] and ev.params() == sum(p.numel() for p in worker.model.parameters())
+    np.testing.assert_allclose(ev.predict_texts(texts), want, atol=1e-4)
+    assert ev.repr_dim is None  # an LLM offers no sentence representation
     from zuoxiao.student.train import teacher_on_eval
 
     gold = np.array([0 if i in (2, 3, 4, 6) else 1 for i in range(len(texts))])
@@ -176,14 +186,11 @@ def test_label_stage_labels_with_the_llm(tmp_path, llm_dir, monkeypatch, mode):
 
 
 def test_fingerprint_covers_prompt_verbalizers_examples_and_calibration(tmp_path, llm_dir, monkeypatch):
-    from zuoxiao.teacher.loader import load_teacher
-    from zuoxiao.teacher.model import fingerprint
-
     monkeypatch.setenv("ZUOXIAO_CACHE_DIR", str(tmp_path / "cache"))
 
     def fp(**llm):
         cfg, _ = _label_cfg(tmp_path, llm_dir, **llm)
-        return fingerprint(load_teacher(cfg.label.teacher, ["neg", "pos"], cfg))
+        return _launch(cfg).fingerprint()
 
     base = fp()
     assert base == fp()
@@ -194,24 +201,21 @@ def test_fingerprint_covers_prompt_verbalizers_examples_and_calibration(tmp_path
 
 
 def test_prior_calibration_is_fitted_once_and_cached(tmp_path, llm_dir, monkeypatch):
-    from zuoxiao.teacher import llm_teacher
-    from zuoxiao.teacher.loader import load_teacher
+    from zuoxiao.teacher.llm import teacher as llm_teacher
 
     monkeypatch.setenv("ZUOXIAO_CACHE_DIR", str(tmp_path / "cache"))
     cfg, texts = _label_cfg(tmp_path, llm_dir, calibration="prior", prior_rows=8)
-    t = load_teacher(cfg.label.teacher, ["neg", "pos"], cfg)
+    t = _launch(cfg)
     np.testing.assert_allclose(np.exp(t.predict_texts(texts)).mean(0), [0.5, 0.5], atol=1e-3)
     assert len(list((tmp_path / "cache" / "llm-priors").glob("*.json"))) == 1
     monkeypatch.setattr(llm_teacher, "fit_prior", lambda *_: pytest.fail("prior refitted instead of cached"))
-    assert load_teacher(cfg.label.teacher, ["neg", "pos"], cfg).recipe["log_prior"] == t.recipe["log_prior"]
+    assert _launch(cfg).recipe["log_prior"] == t.recipe["log_prior"]
 
 
 def test_llm_config_errors_name_the_key(tmp_path, llm_dir):
-    from zuoxiao.teacher.loader import load_teacher
-
     cfg, _ = _label_cfg(tmp_path, llm_dir, verbalizers={"neg": ["bad"], "positive": ["good"]})
     with pytest.raises(ConfigError, match=r"verbalizers .*missing \['pos'\], unknown \['positive'\]"):
-        load_teacher(cfg.label.teacher, ["neg", "pos"], cfg)
+        _launch(cfg)
     cfg, _ = _label_cfg(tmp_path, llm_dir, few_shot=50)
     with pytest.raises(ConfigError, match="few_shot=50"):
-        load_teacher(cfg.label.teacher, ["neg", "pos"], cfg)
+        _launch(cfg)

@@ -180,7 +180,7 @@ def test_real_new_head_report_is_replaced_by_one_info_line(tmp_path, caplog):
     """transformers' own LOAD REPORT for a backbone that gets a head: matched by the filter as emitted,
     dropped once the CLI filter is on, and zuoxiao's INFO line says what happened instead."""
     from tests.run.conftest import build_tiny_backbone
-    from zuoxiao.teacher.model import load_classifier
+    from zuoxiao.teacher.classifier import load_classifier
 
     backbone = build_tiny_backbone(tmp_path / "backbone")
     hf = logging.getLogger("transformers.modeling_utils")
@@ -195,7 +195,7 @@ def test_real_new_head_report_is_replaced_by_one_info_line(tmp_path, caplog):
         assert unfiltered and all(is_new_head_report(m) for m in unfiltered)  # the real format parses
         catch.messages.clear()
         install_noise_filters()
-        with caplog.at_level(logging.INFO, logger="zuoxiao.teacher.model"):
+        with caplog.at_level(logging.INFO, logger="zuoxiao.teacher.classifier"):
             load_classifier(str(backbone), ["a", "b", "c"])
         assert not [m for m in catch.messages if "LOAD REPORT" in m]
         assert "new classification head for 3 labels" in caplog.text and "as intended" in caplog.text

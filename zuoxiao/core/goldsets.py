@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- the row policy, applied
-#: How a library caller draws `sample:` / `task.split` before reading (teacher/goldsplit.py says it too).
+#: How a library caller draws `sample:` / `task.split` before reading (teacher/finetune/goldsplit.py says it too).
 PREPARE_HINT = ("In library use run `cfg, _ = zuoxiao.core.split.prepare_data(cfg)` first (the zuoxiao CLI and "
                 "`zuoxiao run` do)")
 

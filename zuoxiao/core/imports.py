@@ -36,7 +36,7 @@ LAYERS: dict[str, int] = {
 
 #: The module whose transitive imports make up each stage's code.
 STAGE_ENTRY: dict[str, str] = {
-    "finetune": "zuoxiao.teacher.finetune",
+    "finetune": "zuoxiao.teacher.finetune.stage",
     "label": "zuoxiao.pipelines.label",
     "train": "zuoxiao.student.train",
     "compress": "zuoxiao.student.compress.stage",

@@ -4,7 +4,7 @@
   logger when its BigQuery client stub is imported; zuoxiao never uses BigQuery.
 - transformers logs a LOAD REPORT ("classifier.weight | MISSING ... newly initialized") whenever a
   backbone gets a classification head; zuoxiao creates that head on purpose (teacher fine-tune, a student
-  from a head-less teacher) and logs one INFO line of its own instead (zuoxiao.teacher.model).
+  from a head-less teacher) and logs one INFO line of its own instead (zuoxiao.teacher.classifier).
 - apache_beam.runners.common logs every error raised in a step with its traceback before re-raising it;
   for Ctrl-C that is a page of Beam/torch frames above the CLI's own "interrupted (exit 130)" line.
   Only that record goes: a KeyboardInterrupt is not a failure to debug.
@@ -28,7 +28,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def is_new_head_report(message: str) -> bool:
     """True for a transformers LOAD REPORT whose only rows are the classification head's weights, MISSING
     (a backbone without a head) or MISMATCH (a head of another label count): the head zuoxiao creates on
-    purpose (zuoxiao.teacher.model.load_classifier logs its own one-line INFO instead). Any other row
+    purpose (zuoxiao.teacher.classifier.load_classifier logs its own one-line INFO instead). Any other row
     (encoder weights missing, unexpected keys, conversion errors) keeps the whole report visible."""
     text = _ANSI.sub("", message)
     first, _, body = text.partition("\n")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zuoxiao.core.config.run import STAGES
-from zuoxiao.core.config.views import CompressView, ShipView, TrainView
+from zuoxiao.core.config.views import CompressView, FinetuneView, LabelView, ShipView, TrainView
 from zuoxiao.core.errors import ConfigError
 from zuoxiao.core.fingerprint import data_fingerprint, model_fingerprint, teacher_fingerprint
 from zuoxiao.core.paths import StagePaths, teacher_path_for_label
@@ -35,16 +35,16 @@ class StageContext:
 
 
 def _finetune(cfg, paths: StagePaths, ctx: StageContext) -> FinetuneResult:
-    from zuoxiao.teacher.finetune import finetune_teacher
+    from zuoxiao.teacher.finetune.stage import finetune
 
-    return FinetuneResult.from_metrics(paths.teacher, finetune_teacher(cfg, paths.teacher))
+    return FinetuneResult.from_metrics(paths.teacher, finetune(FinetuneView.of(cfg), paths.teacher))
 
 
 def _label(cfg, paths: StagePaths, ctx: StageContext) -> LabelResult:
-    from zuoxiao.pipelines.label import label_from_config
+    from zuoxiao.pipelines.label import label
 
-    manifest = label_from_config(cfg, paths.label, teacher_path=teacher_path_for_label(cfg, paths),
-                                 cache_dir=ctx.cache_dir)
+    manifest = label(LabelView.of(cfg), paths.label, teacher_path=teacher_path_for_label(cfg, paths),
+                     cache_dir=ctx.cache_dir)
     return LabelResult.from_manifest(paths.label, manifest)
 
 
@@ -101,30 +101,24 @@ def active_stages(cfg) -> list[str]:
     return [s for s in STAGES if s in cfg.run.stages and (s != "finetune" or cfg.finetune is not None)]
 
 
+#: The view each stage function receives: the runner fingerprints exactly that.
+VIEWS = {"finetune": FinetuneView, "label": LabelView, "train": TrainView, "compress": CompressView, "ship": ShipView}
+
+
 def stage_inputs(cfg, stage: str) -> dict:
-    """What a stage reads besides upstream outputs: its config sections, task, seed, data file hashes."""
-    task = cfg.task.model_dump(mode="json")
-    inputs: dict = {"seed": cfg.seed, "task": task}
+    """What a stage reads besides upstream outputs: exactly the view the stage function receives (so nothing
+    it reads can be left out), plus the hashes of the data files and models the view only names."""
+    inputs: dict = {"view": VIEWS[stage].of(cfg).fingerprint_json()}
     if stage == "finetune":
-        inputs.update(finetune=cfg.finetune.model_dump(mode="json"), data=data_fingerprint(cfg.finetune.data),
-                      eval=data_fingerprint(cfg.task.eval), dev=data_fingerprint(cfg.task.dev),
-                      backbone=model_fingerprint(cfg.finetune.teacher.path))
-    elif stage == "label":
-        label = cfg.label.model_dump(mode="json")
-        # Where and how parallel the pipeline runs does not change the labels: moving the label stage to
-        # Dataflow/Flink/Spark, or giving it more threads, must not invalidate finished work.
-        label.pop("beam", None)
-        label["teacher"].pop("num_threads", None)
-        inputs.update(label=label, data=data_fingerprint(cfg.label.input))
-        if cfg.label.extra_inputs:  # only when set: configs without them keep their fingerprints
+        inputs.update(data=data_fingerprint(cfg.finetune.data), backbone=model_fingerprint(cfg.finetune.teacher.path))
+    if stage == "label":
+        inputs["data"] = data_fingerprint(cfg.label.input)
+        if cfg.label.extra_inputs:
             inputs["extra_data"] = [data_fingerprint(s) for s in cfg.label.extra_inputs]
-        else:
-            label.pop("extra_inputs", None)
-        inputs["task"] = {k: v for k, v in task.items() if k not in ("eval", "dev")}  # label reads neither
-    else:  # exactly the view the stage function receives, so nothing it reads can be left out
-        view = {"train": TrainView, "compress": CompressView, "ship": ShipView}[stage].of(cfg)
-        inputs.update(view=view.fingerprint_json(), eval=data_fingerprint(cfg.task.eval),
-                      dev=data_fingerprint(cfg.task.dev))
+    if stage != "label":
+        inputs.update(eval=data_fingerprint(cfg.task.eval), dev=data_fingerprint(cfg.task.dev))
+    elif cfg.label.teacher.kind == "causal_lm":  # its few-shot examples may come from task.dev
+        inputs["dev"] = data_fingerprint(cfg.task.dev)
     if stage != "finetune" and cfg.finetune is None:
         inputs["teacher"] = teacher_fingerprint(cfg.label.teacher)  # every ensemble member when members: is set
     return inputs

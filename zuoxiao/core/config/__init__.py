@@ -64,7 +64,7 @@ class Config(StrictModel):
         if self.label.extra_inputs and self.label.input is None and self.task.split is None:
             raise ValueError("label.extra_inputs is set but label.input is not: the extra inputs add to label.input; "
                              "move the first of them to label.input (or set task.split, whose train part fills it)")
-        if self.label.teacher.kind == "causal_lm":  # (teacher/llm_teacher.py)
+        if self.label.teacher.kind == "causal_lm":  # (teacher/llm/teacher.py)
             if self.finetune is not None:
                 raise ValueError("label.teacher.kind=causal_lm but finetune is set, and the label stage labels with the "
                                  "fine-tuned teacher (a classifier, also after LoRA on an LLM): set label.teacher.kind: "

@@ -5,16 +5,17 @@ config.resolved.yaml, metrics.json) that the label stage takes as its teacher. I
 Accelerate loop (zuoxiao/core/loop.py) with cross-entropy on gold labels.
 
 What makes the defaults work on 2 to 77 classes without tuning:
-- the schedule scales with the data (`epochs: auto`, see `plan_epochs` in teacher/goldsplit.py): a floor
-  of optimizer steps, more passes when each class has few rows, a cap on passes;
+- the schedule scales with the data (`epochs: auto`, see `plan_epochs` in teacher/finetune/goldsplit.py):
+  a floor of optimizer steps, more passes when each class has few rows, a cap on passes;
 - the newly initialised head trains at `optim.head_lr` (a random head at a backbone's lr is the main
   reason a 77-class fine-tune stalls), the pretrained backbone at `optim.lr`, both after a warmup;
 - early stopping and the kept weights are decided on the dev set (task.dev, or a stratified slice of
   the gold rows), never on task.eval;
-- a TF-IDF + logistic-regression baseline (teacher/baseline.py) is fitted on the same rows, and a
+- a TF-IDF + logistic-regression baseline (teacher/tfidf.py) is fitted on the same rows, and a
   teacher that does not beat it by `min_gain_over_baseline` stops the run (exit 3) before labelling;
-- where the two are complementary, the teacher that labels is their probability blend (teacher/blend.py,
-  `blend_baseline`), chosen on dev; metrics.json's top-level accuracy is then the blend's.
+- where the two are complementary, the teacher that labels is their probability blend (teacher/blend.py),
+  chosen on dev by teacher/finetune/blend_choice.py (`blend_baseline`); metrics.json's top-level accuracy
+  is then the blend's.
 """
 
 from __future__ import annotations
@@ -29,16 +30,17 @@ import torch
 import torch.nn.functional as F
 
 from zuoxiao.core.config import Config, save_resolved
+from zuoxiao.core.config.views import FinetuneView
 from zuoxiao.core.errors import ConfigError, GateFailed
 from zuoxiao.core.evaluate import evaluate_texts
 from zuoxiao.core.loop import LoopSpec, fit, make_accelerator
 from zuoxiao.core.modelio import count_params, freeze_word_embeddings, save_model_dir
 from zuoxiao.core.shards import write_json_atomic
-from zuoxiao.teacher.baseline import fit_baseline
-from zuoxiao.teacher.blend import choose_blend, remove_blend, save_blend, score_teacher
-from zuoxiao.teacher.goldsplit import GoldBatches, GoldSplits, plan_epochs, read_splits
-from zuoxiao.teacher.goldsplit import stratified_split as stratified_split  # re-exported for callers
-from zuoxiao.teacher.model import load_classifier, load_tokenizer
+from zuoxiao.teacher.classifier import load_classifier, load_tokenizer
+from zuoxiao.teacher.finetune.blend_choice import choose_blend, remove_blend, save_blend, score_teacher
+from zuoxiao.teacher.finetune.goldsplit import GoldBatches, GoldSplits, plan_epochs, read_splits
+from zuoxiao.teacher.finetune.goldsplit import stratified_split as stratified_split  # re-exported for callers
+from zuoxiao.teacher.tfidf import fit_baseline
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ def add_lora(model, spec) -> tuple:
     return peft_model, head
 
 
-def train_candidate(cfg: Config, splits: GoldSplits, accelerator, out_dir: Path, lr: float, epochs) -> tuple:
+def train_candidate(cfg: FinetuneView, splits: GoldSplits, accelerator, out_dir: Path, lr: float, epochs) -> tuple:
     """One fine-tune of the configured backbone at (lr, epochs) -> (model, tokenizer, info).
 
     The model comes back unwrapped, in eval mode, holding the weights of its best dev evaluation.
@@ -126,7 +128,7 @@ def _scores(model, tokenizer, xy, n_classes: int, max_len: int) -> dict | None:
     return res
 
 
-def run_search(cfg: Config, splits: GoldSplits, accelerator, out_dir: Path, keep_trials: bool = False):
+def run_search(cfg: FinetuneView, splits: GoldSplits, accelerator, out_dir: Path, keep_trials: bool = False):
     """Each (lr, epochs) of finetune.search as its own run scored on dev; -> (best model, tokenizer, report).
 
     Trials run in grid order; one that would overrun search.budget_s (seconds per step measured on the
@@ -176,6 +178,11 @@ def _gate(ft, teacher_dev: float, baseline_dev: float) -> dict:
 
 
 def finetune_teacher(cfg: Config, out_dir: Path, keep_trials: bool = False) -> dict:
+    """`finetune` on the whole config's FinetuneView (the CLI and library callers)."""
+    return finetune(FinetuneView.of(cfg), out_dir, keep_trials)
+
+
+def finetune(cfg: FinetuneView, out_dir: Path, keep_trials: bool = False) -> dict:
     """Fine-tune cfg.finetune.teacher on cfg.finetune.data; returns (and writes) metrics.json.
 
     Raises GateFailed (exit 3) after writing metrics.json, and without saving the model, when the teacher

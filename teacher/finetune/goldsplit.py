@@ -3,7 +3,7 @@
 `read_splits` reads finetune.data, task.dev (or splits a stratified, seeded dev set off the gold rows when
 there is none: dev decides early stopping, the search and the blend, never task.eval) and task.eval;
 `GoldBatches` serves the training rows as length-bucketed batches; `plan_epochs` turns `optim.epochs:
-auto` into a number from the rows and classes. Split out of teacher/finetune.py (which re-exports
+auto` into a number from the rows and classes. Split out of teacher/finetune/stage.py (which re-exports
 `read_splits`, `plan_epochs` and `stratified_split` for its callers).
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from zuoxiao.core.config import Config
+from zuoxiao.core.config.views import FinetuneView
 from zuoxiao.core.errors import ConfigError
 from zuoxiao.core.goldsets import PREPARE_HINT, read_labelled
 
@@ -79,7 +79,7 @@ class GoldSplits:
     skipped: dict
 
 
-def read_splits(cfg: Config) -> GoldSplits:
+def read_splits(cfg: FinetuneView) -> GoldSplits:
     """Gold rows to train on, the dev set that selects (task.dev or a stratified split) and task.eval."""
     ft = cfg.finetune
     if cfg.task.split is not None:  # like sample (goldsets.require_prepared): drawn by prepare_data, else a silent 10% split

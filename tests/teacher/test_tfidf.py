@@ -3,7 +3,7 @@
 import numpy as np
 
 from tests.student.conftest import make_rows
-from zuoxiao.teacher.baseline import C_GRID, TfidfBaseline, fit_baseline
+from zuoxiao.teacher.tfidf import C_GRID, TfidfBaseline, fit_baseline
 
 
 def _xy(rows):

@@ -1,8 +1,9 @@
 import numpy as np
 import torch
 
-from zuoxiao.teacher.handler import TeacherModelHandler, tokenize_texts
-from zuoxiao.teacher.model import load_classifier, load_tokenizer
+from zuoxiao.pipelines.handler import TeacherModelHandler, tokenize_texts
+from zuoxiao.teacher import TeacherSource
+from zuoxiao.teacher.classifier import load_classifier, load_tokenizer
 
 TEXTS = ["a good movie", "the worst film ever made in the world", "fun", "i love this very long story"]
 
@@ -18,7 +19,7 @@ def test_tokenize_counts_untruncated_tokens(tiny_classifier):
 
 
 def test_handler_dynamic_padding_matches_one_by_one(tiny_classifier):
-    h = TeacherModelHandler(str(tiny_classifier), ["a", "b", "c"], num_threads=1)
+    h = TeacherModelHandler(TeacherSource("classifier", str(tiny_classifier)), ["a", "b", "c"], num_threads=1)
     loaded = h.load_model()
     assert torch.get_num_threads() == 1
     tok = loaded.tokenizer

