@@ -92,7 +92,7 @@ def test_stage_fingerprint_covers_every_extra_input(tmp_path, make_cfg, two_sour
 
     primary, extra = two_sources
     plain = stage_inputs(make_cfg(primary), "label")
-    assert "extra_data" not in plain and "extra_inputs" not in plain["label"]  # old fingerprints unchanged
+    assert "extra_data" not in plain
     cfg = make_cfg(primary, extra_inputs=[_extra(extra)])
     before = json.dumps(stage_inputs(cfg, "label"), sort_keys=True)
     assert before != json.dumps(plain, sort_keys=True)
