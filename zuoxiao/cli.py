@@ -254,7 +254,7 @@ def _serve_page(args) -> int:
 
 def _report(args) -> int:
     from zuoxiao.core.errors import InputError
-    from zuoxiao.run.page import write_report_html
+    from zuoxiao.run.report_html import write_report_html
 
     if not (Path(args.run_dir) / "summary.json").is_file():
         raise InputError(f"{args.run_dir} has no summary.json: give a run folder (outputs/<task>/runs/<id> "
