@@ -47,6 +47,7 @@ class Context:
         if not (paths.student / "config.json").is_file():
             raise InputError(f"no trained student at {paths.student}; run `zuoxiao train CONFIG` first")
         self.student_metrics = read_json_or_empty(paths.student / "metrics.json")
+        self.teacher_pred: np.ndarray | None = None  # [N] on task.eval, set by the teacher pass
 
     def load_eval(self, label_names: list[str]) -> None:
         self.label_names = list(self.cfg.task.label_names or label_names)
@@ -60,7 +61,7 @@ class Context:
         rec = {"name": name, "kind": kind, "runtime": runtime, "accuracy": round(m["accuracy"], 5),
                "macro_f1": round(m["macro_f1"], 5), "n": m["n"], "params": int(params), "bytes": int(nbytes),
                "latency_ms": latency}
-        if getattr(self, "teacher_pred", None) is not None:
+        if self.teacher_pred is not None:
             rec["agreement"] = round(agreement(pred, self.teacher_pred), 5)
         if info:
             rec["info"] = info
