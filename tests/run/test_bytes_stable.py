@@ -16,6 +16,11 @@ Not hashed, and why:
 - README.md, metrics.json, report.md, pareto.png, SHA256SUMS, manifests, .done.json, summary, report.html,
   logs: they hold timings, latencies, temporary paths, run ids or code versions/fingerprints.
 
+Torch threads are pinned to 2 for the job (the default of the 2-core machine the hashes were recorded
+on): training sums in another order with another thread count, and earlier tests of the suite leave the
+process at 1 thread (e.g. a teacher handler's num_threads), so without the pin the student's bytes
+would depend on which tests ran before.
+
 The bytes also depend on the pinned library versions (constraints.txt: torch, transformers — which writes
 its version into config.json —, onnx, onnxruntime, pyarrow) and on zuoxiao.run.demo_data's
 GENERATOR_VERSION.
@@ -41,6 +46,8 @@ from zuoxiao.run.demo_data import write_demo_data
 from zuoxiao.run.runner import run_job
 
 pytestmark = pytest.mark.slow
+
+THREADS = 2  # torch threads of the job the hashes were recorded with
 
 EXPECTED: dict[str, str] = {
     "label/shards/part-00000-of-00004.parquet": "d9a22f76f7265ebb084ece59201c0da2cb5494dbdf8aec1e3be8bee85491ce4e",
@@ -106,7 +113,17 @@ def _hashed_files(run_dir: Path) -> list[Path]:
     return files
 
 
-def test_tiny_job_writes_the_recorded_bytes(tmp_path, tiny_backbone):
+@pytest.fixture
+def two_torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_tiny_job_writes_the_recorded_bytes(tmp_path, tiny_backbone, two_torch_threads):
     write_demo_data(tmp_path / "data", seed=0, n_gold=16, n_unlabeled=200, n_test=48, n_dev=32)
     result = run_job(load_config(_config(tmp_path, tiny_backbone)), console=Console(file=open(os.devnull, "w")))
     assert result["exit_code"] == 0, result
