@@ -1,7 +1,8 @@
 """Assemble the app-team bundle in a staging directory and measure it with its own runtime.
 
-The bundle is evaluated through ``student.bundle.Bundle`` (tokenizers + onnxruntime), not through the
-PyTorch path, so the numbers in its model card are the numbers of what ships, tokenisation included.
+The bundle is evaluated through ``zuoxiao.ship.runtime.Bundle`` (tokenizers + onnxruntime), not through
+the PyTorch path, so the numbers in its model card are the numbers of what ships, tokenisation included.
+``ctx`` is ship/stage.py's ShipContext (not imported here: stage.py imports this module).
 """
 
 from __future__ import annotations
@@ -36,11 +37,18 @@ def _config_json(src: Path, report: dict, final_rec: dict, input_names: list[str
 
 
 def build_bundle(ctx, report: dict, staging: Path) -> dict:
-    """Write the bundle into ``staging`` and return its measurements (the 'shipped' record)."""
-    from zuoxiao.ship.card import handoff_sections, model_card
+    """Write the bundle into ``staging`` and return its measurements (the 'shipped' record): the files
+    inference needs, measured through the bundle's own runtime, then the hand-off files that describe it."""
+    bundle, calibrated_on = write_model_files(ctx, report, staging)
+    shipped = measure_bundle(ctx, report, staging, bundle, calibrated_on)
+    write_handoff(ctx, report, shipped, staging)
+    return shipped
 
+
+def write_model_files(ctx, report: dict, staging: Path) -> tuple[Bundle, str | None]:
+    """The files inference needs (model.onnx, tokenizer, config.json, the stand-alone runtime), calibrated on
+    task.dev; returns the loaded Bundle and what it was calibrated on (None: not calibrated)."""
     src = Path(report["final"]["dir"])
-    final_rec = report["steps"][-1]
     staging.mkdir(parents=True)
     shutil.copyfile(report["final"]["onnx"], staging / "model.onnx")
     for name in RUNTIME_FILES[1:-1]:
@@ -52,30 +60,35 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
     sess = ort.InferenceSession(str(staging / "model.onnx"), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
     del sess
-    config = _config_json(src, report, final_rec, names)
+    config = _config_json(src, report, report["steps"][-1], names)
     (staging / "config.json").write_text(json.dumps(config, indent=2))
     shutil.copyfile(Path(__file__).with_name("runtime.py"), staging / "zuoxiao_bundle.py")  # stand-alone runtime
 
     bundle = Bundle.load(staging, verify=False, threads=ctx.cc.latency_threads)
     # Calibrate on task.dev (never on task.eval, which measures): distilled logits are often too soft.
-    temperature, calibrated_on = 1.0, None
-    if ctx.cfg.task.dev is not None:
-        from zuoxiao.core.goldsets import read_labelled
+    if ctx.cfg.task.dev is None:
+        return bundle, None
+    from zuoxiao.core.goldsets import read_labelled
 
-        dev = read_labelled(ctx.cfg.task.dev, ctx.label_names)
-        temperature = fit_temperature(bundle.logits(dev.texts, batch_size=ctx.cc.eval_batch_size),
-                                      np.asarray(dev.labels))
-        calibrated_on = f"task.dev ({len(dev.texts)} rows)"
-        config["zuoxiao"]["temperature"] = round(temperature, 6)
-        (staging / "config.json").write_text(json.dumps(config, indent=2))
-        bundle.temperature = config["zuoxiao"]["temperature"]
+    dev = read_labelled(ctx.cfg.task.dev, ctx.label_names)
+    temperature = fit_temperature(bundle.logits(dev.texts, batch_size=ctx.cc.eval_batch_size), np.asarray(dev.labels))
+    config["zuoxiao"]["temperature"] = round(temperature, 6)
+    (staging / "config.json").write_text(json.dumps(config, indent=2))
+    bundle.temperature = config["zuoxiao"]["temperature"]
+    return bundle, f"task.dev ({len(dev.texts)} rows)"
+
+
+def measure_bundle(ctx, report: dict, staging: Path, bundle: Bundle, calibrated_on: str | None) -> dict:
+    """The bundle on task.eval through its own runtime, its size and the gate's verdict: the 'shipped'
+    record. Keeps the eval probabilities on ``ctx.eval_probs`` for ship/eval_predictions.npz."""
+    final_rec = report["steps"][-1]
     logits = bundle.logits(ctx.texts, batch_size=ctx.cc.eval_batch_size)
     probs = softmax(logits.astype(np.float64) / bundle.temperature)
     pred = probs.argmax(-1)
     ctx.eval_probs = probs.astype(np.float32)  # [N, C]: the run report's confusion matrix and reliability plot
     non_finite = int((~np.isfinite(logits)).any(-1).sum())  # rows whose logits hold NaN/inf: the gate refuses
     m = classification_metrics(pred, ctx.gold, len(ctx.label_names))
-    teacher_pred = getattr(ctx, "teacher_pred", None)
+    teacher_pred = ctx.teacher_pred
     shipped = {
         "accuracy": round(m["accuracy"], 5), "macro_f1": round(m["macro_f1"], 5), "n": m["n"],
         "agreement": None if teacher_pred is None else round(agreement(pred, teacher_pred), 5),
@@ -100,14 +113,19 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
     from zuoxiao.ship.gate import check_gate
 
     shipped["gate"] = check_gate(ctx.cfg.ship.gate, report, shipped)
-    override = getattr(ctx, "override", None)
-    if override is not None:  # the gate the config file sets, measured on the same bundle, beside the override
-        shipped["gate"]["override"] = override.record(check_gate(override.configured, report, shipped))
-    student_rec = report["steps"][0]
+    if ctx.override is not None:  # the gate the config file sets, measured on the same bundle, beside the override
+        shipped["gate"]["override"] = ctx.override.record(check_gate(ctx.override.configured, report, shipped))
+    return shipped
+
+
+def write_handoff(ctx, report: dict, shipped: dict, staging: Path) -> None:
+    """What describes the bundle and carries it beyond Python: metrics.json, the compress report, model.ort
+    for phones, web/ for browsers, the model card, the resolved config and SHA256SUMS over all of it.
+    Adds "mobile", "web" and "total_bytes" to ``shipped``."""
     write_json_atomic(staging / "metrics.json", {
         "task": report["task"], "label_names": report["label_names"], "bundle": shipped,
         "gate": shipped["gate"], "gate_override": shipped["gate"].get("override"),
-        "baseline": report.get("baseline"), "teacher": report.get("teacher"), "student": student_rec,
+        "baseline": report.get("baseline"), "teacher": report.get("teacher"), "student": report["steps"][0],
         "steps": [{k: r.get(k) for k in ("name", "accuracy", "macro_f1", "agreement", "params", "bytes",
                                           "latency_ms", "runtime")} for r in report["steps"]],
     })
@@ -116,6 +134,7 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
         if p.is_file():
             shutil.copyfile(p, staging / extra)
     # Hand-off beyond Python (before SHA256SUMS, so both are covered): model.ort for phones, web/ for browsers
+    from zuoxiao.ship.card import handoff_sections, model_card
     from zuoxiao.ship.mobile import convert_to_ort
     from zuoxiao.ship.web_assets import VENDOR_HINT, add_web_page
 
@@ -132,7 +151,6 @@ def build_bundle(ctx, report: dict, staging: Path) -> dict:
     save_resolved(ctx.cfg, staging)  # the config that produced this bundle, covered by SHA256SUMS
     write_checksums(staging)
     shipped["total_bytes"] = sum(p.stat().st_size for p in staging.iterdir() if p.is_file())
-    return shipped
 
 
 def _fix_tokenizer_limits(path: Path, max_length: int) -> None:

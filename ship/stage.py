@@ -31,7 +31,7 @@ from zuoxiao.core.results import ShipResult
 from zuoxiao.core.shards import write_json_atomic
 from zuoxiao.ship.gate import gate_message
 from zuoxiao.ship.package import build_bundle
-from zuoxiao.student.compress.stage import REPORT, read_json
+from zuoxiao.student.compress.stage import REPORT, read_json_or_empty
 
 
 @dataclass
@@ -61,7 +61,7 @@ class ShipContext:
         data = read_labelled(cfg.task.eval, self.label_names)
         self.texts, self.gold = data.texts, np.asarray(data.labels)
         self.max_length = report["max_length"]
-        tcache = read_json(paths.compress / "teacher.json")  # the compress stage's teacher pass, same eval rows
+        tcache = read_json_or_empty(paths.compress / "teacher.json")  # the compress stage's teacher pass, same eval rows
         self.teacher_pred = np.asarray(tcache["pred"]) if tcache.get("pred") else None
         self.baseline = baseline_record(paths)
 
@@ -71,7 +71,7 @@ def baseline_record(paths: StagePaths) -> dict | None:
 
     Same gold rows as the teacher's fine-tune, same eval rows as the bundle: the floor the bundle must beat.
     """
-    base = (read_json(paths.teacher / "metrics.json").get("baseline") or {})
+    base = (read_json_or_empty(paths.teacher / "metrics.json").get("baseline") or {})
     scores = base.get("eval")
     if not scores or scores.get("accuracy") is None:
         return None
@@ -81,7 +81,7 @@ def baseline_record(paths: StagePaths) -> dict | None:
 
 def ship(cfg: ShipView, paths: StagePaths, override: GateOverride | None = None) -> ShipResult:
     """Build paths.bundle from the last compressed model recorded in paths.compress/report.json."""
-    report = read_json(paths.compress / REPORT)
+    report = read_json_or_empty(paths.compress / REPORT)
     if not report:
         raise InputError(f"no {paths.compress / REPORT}: run `zuoxiao compress CONFIG` before `zuoxiao ship`")
     if not Path(report["final"]["onnx"]).is_file():

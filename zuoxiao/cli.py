@@ -1,4 +1,5 @@
-"""The `zuoxiao` command: parses arguments, loads the config, calls the stage library. No logic here.
+"""The `zuoxiao` command: parses arguments, loads the config, calls the stage library. No logic here:
+`build_parser` defines each command's arguments and `COMMANDS` maps it to its function (args -> exit code).
 
     zuoxiao validate configs/demo.yaml [--data [--json]]
     zuoxiao label configs/demo.yaml --set label.batch_size=64 -- --runner=DirectRunner
@@ -163,95 +164,109 @@ def _stage_lock(cfg, args):
     return RunLock(Path(cfg.output_dir), purpose=f"zuoxiao {args.command}")
 
 
-def _dispatch(args) -> int:
+def _validate(args) -> int:
+    import yaml
+
+    cfg = _load(args, prepare=args.data)  # the config alone; --data: the split / sampled parts too
+    if args.data:
+        from zuoxiao.core.datacheck import check_data
+
+        report = check_data(cfg)
+        print(report.to_json() if args.json else report.to_text())
+        return EXIT_OK if report.ok else EXIT_BAD_INPUT
+    if not args.quiet:
+        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+    print(f"{args.config}: OK", file=sys.stderr)
+    return EXIT_OK
+
+
+def _label(args) -> int:
     from zuoxiao.core.paths import StagePaths
-    from zuoxiao.core.results import FinetuneResult, LabelResult, TrainResult
+    from zuoxiao.core.results import LabelResult
+    from zuoxiao.pipelines.label import label_from_config
 
-    if args.command == "validate":
-        import yaml
+    cfg = _load(args)
+    out = args.output or StagePaths(Path(cfg.output_dir)).label  # a local path or a Beam URI (s3://...)
+    with _stage_lock(cfg, args):
+        manifest = label_from_config(cfg, out, beam_args=args.beam_args)
+    _print_json({"output": str(out), "counts": manifest["counts"]})
+    _print_headline("label", LabelResult.from_manifest(out, manifest))
+    return EXIT_OK
 
-        cfg = _load(args, prepare=args.data)  # the config alone; --data: the split / sampled parts too
-        if args.data:
-            from zuoxiao.core.datacheck import check_data
 
-            report = check_data(cfg)
-            print(report.to_json() if args.json else report.to_text())
-            return EXIT_OK if report.ok else EXIT_BAD_INPUT
-        if not args.quiet:
-            print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
-        print(f"{args.config}: OK", file=sys.stderr)
-        return EXIT_OK
-    if args.command == "label":
-        from zuoxiao.pipelines.label import label_from_config
+def _finetune(args) -> int:
+    from zuoxiao.core.paths import StagePaths
+    from zuoxiao.core.results import FinetuneResult
+    from zuoxiao.teacher.finetune.stage import finetune_teacher
 
-        cfg = _load(args)
-        out = args.output or StagePaths(Path(cfg.output_dir)).label  # a local path or a Beam URI (s3://...)
-        with _stage_lock(cfg, args):
-            manifest = label_from_config(cfg, out, beam_args=args.beam_args)
-        _print_json({"output": str(out), "counts": manifest["counts"]})
-        _print_headline("label", LabelResult.from_manifest(out, manifest))
-        return EXIT_OK
-    if args.command == "finetune-teacher":
-        from zuoxiao.teacher.finetune.stage import finetune_teacher
+    cfg = _load(args)
+    out = Path(args.output) if args.output else StagePaths(Path(cfg.output_dir)).teacher
+    with _stage_lock(cfg, args):
+        metrics = finetune_teacher(cfg, out)
+    _print_json(metrics)
+    _print_headline("finetune", FinetuneResult.from_metrics(out, metrics))
+    return EXIT_OK
 
-        cfg = _load(args)
-        out = Path(args.output) if args.output else StagePaths(Path(cfg.output_dir)).teacher
-        with _stage_lock(cfg, args):
-            metrics = finetune_teacher(cfg, out)
-        _print_json(metrics)
-        _print_headline("finetune", FinetuneResult.from_metrics(out, metrics))
-        return EXIT_OK
-    if args.command == "train":
-        from zuoxiao.core.config.views import TrainView
-        from zuoxiao.student.train import train
 
-        cfg = _load(args)
-        paths = StagePaths(Path(cfg.output_dir))
-        shards = Path(args.shards) if args.shards else paths.label
-        out = Path(args.output) if args.output else paths.student
-        with _stage_lock(cfg, args):
-            metrics = train(TrainView.of(cfg), shards, out, resume=args.resume)
-        _print_json(metrics)
-        _print_headline("train", TrainResult.from_metrics(out, metrics))
-        return EXIT_OK
-    if args.command == "compress":
-        from zuoxiao.core.config.views import CompressView
-        from zuoxiao.student.compress.stage import compress
+def _train(args) -> int:
+    from zuoxiao.core.config.views import TrainView
+    from zuoxiao.core.paths import StagePaths
+    from zuoxiao.core.results import TrainResult
+    from zuoxiao.student.train import train
 
-        cfg = _load(args)
-        with _stage_lock(cfg, args):
-            result = compress(CompressView.of(cfg), StagePaths(Path(cfg.output_dir)))
-        _print_json(result.to_json())
-        _print_headline("compress", result)
-        return EXIT_OK
-    if args.command in ("ship", "export"):
-        return _export(args)
-    if args.command == "run":
-        from zuoxiao.run.runner import run_job
+    cfg = _load(args)
+    paths = StagePaths(Path(cfg.output_dir))
+    shards = Path(args.shards) if args.shards else paths.label
+    out = Path(args.output) if args.output else paths.student
+    with _stage_lock(cfg, args):
+        metrics = train(TrainView.of(cfg), shards, out, resume=args.resume)
+    _print_json(metrics)
+    _print_headline("train", TrainResult.from_metrics(out, metrics))
+    return EXIT_OK
 
-        cfg = _load(args, prepare=False)
-        summary = run_job(cfg, force=args.force)
-        return summary.get("exit_code", EXIT_OK)
-    if args.command == "predict":
-        return _predict(args)
-    if args.command == "serve-page":
-        from zuoxiao.ship.serve import serve_page
 
-        return serve_page(args.bundle, args.port)
-    if args.command == "report":
-        from zuoxiao.core.errors import InputError
-        from zuoxiao.run.page import write_report_html
+def _compress(args) -> int:
+    from zuoxiao.core.config.views import CompressView
+    from zuoxiao.core.paths import StagePaths
+    from zuoxiao.student.compress.stage import compress
 
-        if not (Path(args.run_dir) / "summary.json").is_file():
-            raise InputError(f"{args.run_dir} has no summary.json: give a run folder (outputs/<task>/runs/<id> "
-                             "or outputs/<task>/latest) of a run that finished")
-        print(write_report_html(args.run_dir))
-        return EXIT_OK
-    if args.command == "demo":
-        from zuoxiao.run.demo import run_demo
+    cfg = _load(args)
+    with _stage_lock(cfg, args):
+        result = compress(CompressView.of(cfg), StagePaths(Path(cfg.output_dir)))
+    _print_json(result.to_json())
+    _print_headline("compress", result)
+    return EXIT_OK
 
-        return run_demo(Path(args.output), overrides=args.overrides)
-    raise AssertionError(args.command)
+
+def _run(args) -> int:
+    from zuoxiao.run.runner import run_job
+
+    cfg = _load(args, prepare=False)
+    summary = run_job(cfg, force=args.force)
+    return summary.get("exit_code", EXIT_OK)
+
+
+def _serve_page(args) -> int:
+    from zuoxiao.ship.serve import serve_page
+
+    return serve_page(args.bundle, args.port)
+
+
+def _report(args) -> int:
+    from zuoxiao.core.errors import InputError
+    from zuoxiao.run.report_html import write_report_html
+
+    if not (Path(args.run_dir) / "summary.json").is_file():
+        raise InputError(f"{args.run_dir} has no summary.json: give a run folder (outputs/<task>/runs/<id> "
+                         "or outputs/<task>/latest) of a run that finished")
+    print(write_report_html(args.run_dir))
+    return EXIT_OK
+
+
+def _demo(args) -> int:
+    from zuoxiao.run.demo import run_demo
+
+    return run_demo(Path(args.output), overrides=args.overrides)
 
 
 def _export(args) -> int:
@@ -331,6 +346,12 @@ def top_k(results: list[dict], k: int) -> list[dict]:
     return out
 
 
+#: Each command's function (args -> exit code); build_parser defines their arguments.
+COMMANDS = {"validate": _validate, "label": _label, "finetune-teacher": _finetune, "train": _train,
+            "compress": _compress, "ship": _export, "export": _export, "run": _run, "predict": _predict,
+            "serve-page": _serve_page, "report": _report, "demo": _demo}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Beam flags follow "--": keep them away from argparse's own option parsing.
@@ -339,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         i = argv.index("--")
         argv, beam_args = argv[:i], argv[i + 1 :]
     args = build_parser().parse_args(argv)
-    if hasattr(args, "beam_args"):
+    if args.command == "label":
         args.beam_args = list(args.beam_args) + beam_args
     # Our own progress at INFO; libraries (Beam, ONNX Runtime's quantiser...) only at WARNING, so
     # their per-tensor chatter does not bury the job's log. -v shows everything.
@@ -356,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with cli_logging(quiet=args.log_quiet, log_json=args.log_json):
-            return _dispatch(args)
+            return COMMANDS[args.command](args)
     except (Exception, KeyboardInterrupt) as raw:
         err = user_error(raw)
         if isinstance(err, ZuoxiaoError):

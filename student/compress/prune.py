@@ -7,7 +7,8 @@ ourselves. The result is a genuinely smaller dense model: per layer
     attention.output.dense: Linear(H*h, d) -> Linear(H'*h, d) (columns of the kept heads)
     intermediate.dense: Linear(d, I)  -> Linear(d, I')     output.dense: Linear(I, d) -> Linear(I', d)
 
-The shape of every layer is recorded by ``structure_of`` so ``student.modelio`` can rebuild and reload it.
+The shape of every layer is recorded by ``structure_of`` so ``zuoxiao.student.compress.modelio`` can rebuild
+and reload it.
 Importance is scored on transfer-set rows with a multiplicative mask on the input of
 attention.output.dense (heads) or output.dense (neurons): "gradient" = |sum dL/dmask| (first-order Taylor,
 Michel et al. 2019 / Molchanov et al. 2017), "activation" = mean |input| over real tokens.

@@ -29,7 +29,7 @@ from zuoxiao.core.results import CompressResult
 from zuoxiao.core.shards import write_json_atomic
 from zuoxiao.student.compress import steps as S
 from zuoxiao.student.compress.latency import cpu_info
-from zuoxiao.student.compress.report import write_report
+from zuoxiao.student.compress.pareto import write_pareto_report
 
 log = logging.getLogger(__name__)
 REPORT = "report.json"
@@ -46,7 +46,8 @@ class Context:
                              "(e.g. task.eval.path=data/test.jsonl)")
         if not (paths.student / "config.json").is_file():
             raise InputError(f"no trained student at {paths.student}; run `zuoxiao train CONFIG` first")
-        self.student_metrics = read_json(paths.student / "metrics.json")
+        self.student_metrics = read_json_or_empty(paths.student / "metrics.json")
+        self.teacher_pred: np.ndarray | None = None  # [N] on task.eval, set by the teacher pass
 
     def load_eval(self, label_names: list[str]) -> None:
         self.label_names = list(self.cfg.task.label_names or label_names)
@@ -60,7 +61,7 @@ class Context:
         rec = {"name": name, "kind": kind, "runtime": runtime, "accuracy": round(m["accuracy"], 5),
                "macro_f1": round(m["macro_f1"], 5), "n": m["n"], "params": int(params), "bytes": int(nbytes),
                "latency_ms": latency}
-        if getattr(self, "teacher_pred", None) is not None:
+        if self.teacher_pred is not None:
             rec["agreement"] = round(agreement(pred, self.teacher_pred), 5)
         if info:
             rec["info"] = info
@@ -69,7 +70,9 @@ class Context:
         return rec
 
 
-def read_json(path: Path) -> dict:
+def read_json_or_empty(path: Path) -> dict:
+    """The JSON at ``path``, {} when the file does not exist; a file that is not valid JSON is an
+    InputError naming it (a stage output someone must rewrite, not a record to skip)."""
     try:
         return json.loads(path.read_text()) if path.is_file() else {}
     except json.JSONDecodeError as err:
@@ -106,7 +109,7 @@ def teacher_record(ctx: Context) -> dict | None:
     key = {"fingerprint": teacher.fingerprint(), "eval_rows": len(ctx.texts), "max_length": max_len,
            "eval_hash": hash_texts(ctx.texts), "latency_seq_len": ctx.cc.latency_seq_len, "with_tokenizer": True}
     cache = ctx.paths.compress / "teacher.json"
-    cached = read_json(cache)
+    cached = read_json_or_empty(cache)
     if cached.get("key") == key:
         ctx.teacher_pred = np.asarray(cached["pred"])
         return cached["record"]
@@ -173,7 +176,7 @@ def compress(cfg: CompressView, paths: StagePaths) -> CompressResult:
               "max_length": ctx.max_length, "seconds": round(time.time() - t0, 1), "measured_on": cpu_info(),
               "label_dir": str(paths.label), "student_dir": str(paths.student)}
     write_json_atomic(paths.compress / REPORT, report)
-    write_report(report, paths.compress)
+    write_pareto_report(report, paths.compress)
     return CompressResult(report=str(paths.compress / REPORT), final_step=records[-1]["name"],
                           final_accuracy=records[-1]["accuracy"], teacher_accuracy=(teacher or {}).get("accuracy"),
                           steps=[{**{k: r.get(k) for k in ("name", "kind", "accuracy", "agreement", "bytes",

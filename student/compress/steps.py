@@ -2,7 +2,7 @@
 
 A step takes the current ``State`` (a PyTorch model, or after quantisation an ONNX file) and writes its
 result to its own directory under paths.compress, so every intermediate model can be inspected, reloaded
-(student.modelio.load_model) or exported again.
+(zuoxiao.student.compress.modelio.load_model) or exported again.
 """
 
 from __future__ import annotations

@@ -65,3 +65,32 @@ def test_stages_do_not_reach_unrelated_code():
     assert "zuoxiao.student.train" not in I.closure(I.STAGE_ENTRY["label"])
     assert "zuoxiao.pipelines.label" not in I.closure(I.STAGE_ENTRY["train"])
     assert "zuoxiao.run.runner" not in I.closure(I.STAGE_ENTRY["compress"])
+
+
+NEVER = {  # package -> packages it never imports, at any depth of its own modules (issue 26)
+    "zuoxiao.teacher": ("zuoxiao.pipelines", "zuoxiao.student"),
+    "zuoxiao.student": ("zuoxiao.pipelines", "zuoxiao.ship"),
+}
+
+
+def _forbidden_edges() -> list[str]:
+    out = []
+    for pkg, banned in NEVER.items():
+        for m in I.all_modules():
+            if m == pkg or m.startswith(pkg + "."):
+                out += [f"{m} -> {d}" for d in sorted(I.direct_imports(m))
+                        if any(d == b or d.startswith(b + ".") for b in banned)]
+    return out
+
+
+def test_teacher_never_imports_pipelines_or_student_and_student_never_pipelines_or_ship():
+    assert _forbidden_edges() == []
+
+
+def test_the_nevers_catch_a_forbidden_import(monkeypatch):
+    real = I.direct_imports
+    bad = {"zuoxiao.student.compress.stage": {"zuoxiao.ship.package"},
+           "zuoxiao.teacher.model": {"zuoxiao.pipelines.label"}}
+    monkeypatch.setattr(I, "direct_imports", lambda m: real(m) | bad.get(m, set()))
+    assert _forbidden_edges() == ["zuoxiao.teacher.model -> zuoxiao.pipelines.label",
+                                  "zuoxiao.student.compress.stage -> zuoxiao.ship.package"]

@@ -55,6 +55,22 @@ def test_label_headline_top_reasons_entropy_and_labels():
     assert old.headline_text() == "labelled 3 of 3 rows, rejected 0"
 
 
+def test_label_shares_are_of_all_shard_rows_not_of_the_ten_most_frequent_classes():
+    # 15 classes over 200 shard rows (180 labelled + 20 augmented copies): a 50, b 40, c 30, d 20, e 10 and
+    # f..o 5 each. The ten most frequent sum to 175, so a share of those would read a 50/175 = 28.6%;
+    # of every row it is 50/200 = 25.0% (the 77-class bug: 11.1% shown for 201 of 9,998 rows, 2.0%).
+    dist = {"a": 50, "b": 40, "c": 30, "d": 20, "e": 10, **{c: 5 for c in "fghijklmno"}}
+    manifest = {"counts": {"read": 180, "labeled": 180, "rejected": 0}, "num_classes": 15,
+                "stats": {"label_distribution": dist}}
+    r = LabelResult.from_manifest("/l", manifest)
+    assert len(r.label_distribution) == 10 and r.label_rows == 200
+    assert r.headline()["top_labels"] == {"a": 0.25, "b": 0.2, "c": 0.15, "d": 0.1, "e": 0.05}
+    assert r.headline_text().endswith("teacher labels: a 25.0%, b 20.0%, c 15.0%, d 10.0%, e 5.0%")
+    # a record from before label_rows existed: the shares are of the labelled rows (50/180 = 27.8%)
+    old = LabelResult.from_json({"labeled": 180, "read": 180, "label_distribution": dict(list(dist.items())[:10])})
+    assert old.headline()["top_labels"]["a"] == round(50 / 180, 4) == 0.2778
+
+
 def test_train_headline_dev_from_the_kept_evaluation():
     metrics = {"teacher": {"accuracy": 0.9, "dev_accuracy": 0.91}, "student": {"accuracy": 0.87, "agreement": 0.93},
                "selection": "task.dev",

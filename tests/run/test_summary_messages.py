@@ -12,8 +12,8 @@ from tests.run.fake_stages import FAKES
 from zuoxiao.core.config import load_config
 from zuoxiao.core.errors import InputError
 from zuoxiao.run.locate import compress_source
-from zuoxiao.run.report import gate_cell
 from zuoxiao.run.runner import run_job
+from zuoxiao.run.summary import gate_cell
 
 
 def _run(cfg_path, width=60):

@@ -136,11 +136,15 @@ class LabelResult(StageResult):
     num_classes: int | None = None
     mean_entropy_nats: float | None = None  # mean soft-label entropy over the labelled rows
     entropy_fraction: float | None = None  # the same / ln(num_classes): 0 = one-hot, 1 = uniform
-    label_distribution: dict = field(default_factory=dict)  # teacher argmax class -> rows, most frequent first
+    label_distribution: dict = field(default_factory=dict)  # teacher argmax -> rows: the 10 most frequent classes
+    # rows the whole distribution counts (every shard row, all classes): the denominator of the label shares;
+    # None in records written before it existed (then the labelled rows are)
+    label_rows: int | None = None
 
     @classmethod
     def from_manifest(cls, label_dir, manifest: dict) -> LabelResult:
         counts, stats = manifest.get("counts") or {}, manifest.get("stats") or {}
+        dist = stats.get("label_distribution") or {}  # every class, most frequent first
         return cls(label_dir=str(label_dir), read=counts.get("read", 0), labeled=counts.get("labeled", 0),
                    rejected=counts.get("rejected", 0), rejected_by_reason=counts.get("rejected_by_reason", {}),
                    shards=len(manifest.get("shards", [])), cache_hits=counts.get("cache_hits"),
@@ -148,11 +152,11 @@ class LabelResult(StageResult):
                    teacher_seconds=(manifest.get("timings") or {}).get("teacher_s"),
                    num_classes=manifest.get("num_classes"), mean_entropy_nats=stats.get("mean_entropy_nats"),
                    entropy_fraction=stats.get("entropy_fraction"),
-                   label_distribution=dict(list((stats.get("label_distribution") or {}).items())[:10]))
+                   label_distribution=dict(list(dist.items())[:10]), label_rows=sum(dist.values()) or None)
 
     def headline(self) -> dict:
         reasons = sorted(self.rejected_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-        total = sum(self.label_distribution.values())
+        total = self.label_rows or self.labeled  # all rows, not the sum of the 10 most frequent classes
         top = sorted(self.label_distribution.items(), key=lambda kv: -kv[1])[:5]
         return {"read": self.read, "labeled": self.labeled, "rejected": self.rejected,
                 "top_rejection_reasons": dict(reasons), "mean_entropy_nats": self.mean_entropy_nats,

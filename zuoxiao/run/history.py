@@ -26,7 +26,9 @@ STAGE_DIRS = {"finetune": ("teacher",), "label": ("label",), "train": ("student"
 FINISHED = {"passed", "gate_failed"}
 
 
-def read_json(path: Path) -> dict | None:
+def read_json_or_none(path: Path) -> dict | None:
+    """The JSON at ``path``, or None when it is missing, unreadable or not valid JSON (a run folder's
+    records are best effort: a killed run can leave any of them half-written)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -46,7 +48,7 @@ def runs(out: Path) -> list[tuple[str, dict]]:
     """(run id, run.json) of every run under out/runs, oldest first."""
     found = []
     for p in (out / "runs").glob("*/run.json"):
-        state = read_json(p)
+        state = read_json_or_none(p)
         if state:
             found.append((p.parent.name, state))
     return sorted(found, key=lambda x: (x[1].get("started_at", ""), x[0]))
@@ -77,7 +79,7 @@ def reuse_stage(out: Path, paths: StagePaths, run_id: str, stage: str, fp: str) 
         if other == run_id:
             continue
         other_paths = StagePaths(out / "runs" / other)
-        done = read_json(marker(other_paths, stage, ".done.json"))
+        done = read_json_or_none(marker(other_paths, stage, ".done.json"))
         if not done or done.get("fingerprint") != fp:
             continue
         problem = outputs_intact(other_paths.root, done["outputs"])
@@ -113,7 +115,7 @@ def point_latest(out: Path, run_id: str) -> None:
 
 def latest_run_id(out: Path) -> str | None:
     """The run id `latest` points at (latest.json, written with the symlink), or None before any run passed."""
-    return (read_json(out / "latest.json") or {}).get("run_id")
+    return (read_json_or_none(out / "latest.json") or {}).get("run_id")
 
 
 def newer_than_latest(out: Path, state: dict) -> bool:
@@ -121,7 +123,7 @@ def newer_than_latest(out: Path, state: dict) -> bool:
     current = latest_run_id(out)
     if not current or current == state["run_id"]:
         return True
-    other = read_json(out / "runs" / current / "run.json") or {}
+    other = read_json_or_none(out / "runs" / current / "run.json") or {}
     return other.get("started_at", "") <= state["started_at"]
 
 
@@ -130,7 +132,7 @@ def prune_runs(out: Path, keep: int, current: str) -> list[str]:
     finished = [r for r, s in runs(out) if s.get("status") in FINISHED and r not in (current, latest)]
     doomed = finished[: max(0, len(finished) - (keep - 1))]
     # A reused label manifest still names the teacher dir of the run that labelled (train loads it): keep that run.
-    referenced = {(read_json(out / "runs" / r / "label" / ".done.json") or {}).get("reused_from")
+    referenced = {(read_json_or_none(out / "runs" / r / "label" / ".done.json") or {}).get("reused_from")
                   for r, _ in runs(out) if r not in doomed}
     doomed = [r for r in doomed if r not in referenced]
     for r in doomed:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zuoxiao.core.errors import InputError
-from zuoxiao.run.history import read_json, runs
+from zuoxiao.run.history import read_json_or_none, runs
 
 REPORT = "report.json"  # the compress stage's record (zuoxiao.student.compress.stage.REPORT)
 _MAX_LISTED = 5
@@ -49,7 +49,7 @@ def latest_run_dir(out: Path) -> Path | None:
     link = out / "latest"
     if link.is_dir():
         return link
-    rec = read_json(out / "latest.json") or {}
+    rec = read_json_or_none(out / "latest.json") or {}
     if rec.get("run_dir") and (out / rec["run_dir"]).is_dir():
         return out / rec["run_dir"]
     return None
@@ -68,7 +68,7 @@ def resolve_bundle(arg: str | Path) -> tuple[Path, str | None]:
                 return cand, f"using the bundle {cand}"
         if is_output_dir(p):
             raise InputError(f"{p} has no bundle: {no_latest(p)}")
-        state = read_json(p / "run.json")
+        state = read_json_or_none(p / "run.json")
         if state is not None:
             raise InputError(f"{p} is a run folder without a bundle (status {state.get('status', 'unknown')}): "
                              "only a run whose gate passed has one; see its summary.json and ship/shipped.json")

@@ -32,8 +32,7 @@ from zuoxiao.core.results import RESULT_TYPES, ShipResult, StageResult
 from zuoxiao.core.shards import write_json_atomic
 from zuoxiao.core.split import prepare_data, record_prepared
 from zuoxiao.run import history as H
-from zuoxiao.run.page import write_report_html
-from zuoxiao.run.report import EventLog, collect_metrics, print_summary
+from zuoxiao.run.report_html import write_report_html
 from zuoxiao.run.stages import (
     RESUMABLE,
     STAGE_FNS,
@@ -43,6 +42,7 @@ from zuoxiao.run.stages import (
     restored_process_state,
     stage_inputs,
 )
+from zuoxiao.run.summary import EventLog, collect_metrics, print_summary
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def run_job(cfg, force=(), stage_fns: dict | None = None, console=None) -> dict:
         rc = RunContext(cfg=cfg, out=out, run_id=run_id, paths=paths, console=console or Console(),
                         events=EventLog(paths.root / "logs" / "events.jsonl", run_id),
                         fns={**STAGE_FNS, **(stage_fns or {})}, force=list(chain) if "all" in force else force)
-        state = (H.read_json(paths.root / "run.json") if resumed else None) or {
+        state = (H.read_json_or_none(paths.root / "run.json") if resumed else None) or {
             "run_id": run_id, "started_at": _now_precise(), "attempts": 0}
         state.update(status="running", attempts=state.get("attempts", 0) + 1, pid=os.getpid())
         write_json_atomic(paths.root / "run.json", state)
@@ -168,7 +168,7 @@ def _run_stages(rc: RunContext, chain: list[str]) -> dict:
     for i, stage in enumerate(chain, 1):
         forced = forced or stage in rc.force  # forcing a stage redoes everything below it too
         fp = _fingerprint(rc.cfg, stage, dict(upstream))
-        done = H.read_json(H.marker(rc.paths, stage, ".done.json"))
+        done = H.read_json_or_none(H.marker(rc.paths, stage, ".done.json"))
         label = f"[{i}/{len(chain)}] {stage}"
         same = bool(done) and done.get("fingerprint") == fp
         problem = outputs_intact(rc.paths.root, done["outputs"]) if same else None
@@ -221,7 +221,7 @@ def _reuse(rc: RunContext, stage: str, fp: str) -> tuple[dict, float] | None:
 
 def _execute(rc: RunContext, stage: str, fp: str, label: str, why: str, forced: bool) -> tuple[dict, float]:
     paths = rc.paths
-    started = H.read_json(H.marker(paths, stage, ".started.json"))
+    started = H.read_json_or_none(H.marker(paths, stage, ".started.json"))
     checkpoints = paths.root / H.STAGE_DIRS[stage][0] / "checkpoints"
     resume = (stage in RESUMABLE and not forced and started is not None and started.get("fingerprint") == fp
               and checkpoints.is_dir() and any(checkpoints.iterdir()))

@@ -3,10 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.student.compress.compress_fixtures import make_model, make_tokenizer, write_shards
+from tests.student.compress.compress_fixtures import LABELS, make_model, make_tokenizer, write_shards
+from zuoxiao.core.config import parse_config
+from zuoxiao.core.config.views import TrainView
 from zuoxiao.core.errors import IntegrityError
 from zuoxiao.core.labelout import write_label_output
-from zuoxiao.student.compress.recover import _minimal
+from zuoxiao.student.compress.recover import RECOVERED_BY, recover
 from zuoxiao.student.transfer import read_transfer
 
 
@@ -34,7 +36,7 @@ def test_corrupt_shard_is_an_integrity_error(tmp_path):
         read_transfer(tmp_path)
 
 
-def test_full_shards_sample_and_minimal_recovery_moves_toward_teacher(tmp_path):
+def test_full_shards_sample_and_recovery_moves_toward_teacher(tmp_path):
     tok = make_tokenizer(tmp_path / "tok")
     teacher = make_model(seed=3)
     with torch.no_grad():  # a confident teacher: its soft labels are far from the student's
@@ -51,6 +53,10 @@ def test_full_shards_sample_and_minimal_recovery_moves_toward_teacher(tmp_path):
             enc = tok(full.texts, padding=True, return_tensors="pt")
             return float(-(torch.from_numpy(full.probs) * m(**enc).logits.log_softmax(-1)).sum(-1).mean())
 
+    cfg = parse_config({"output_dir": str(tmp_path), "task": {"name": "t", "label_names": LABELS},
+                        "label": {"input": {"path": str(tmp_path / "unused.jsonl")}}})
     before = ce(student)
-    _minimal(student, tok, tmp_path / "label", steps=30, lr=3e-3, batch_size=16, max_length=16, seed=0)
-    assert ce(student) < before
+    out, how = recover(student, tok, tmp_path / "label", TrainView.of(cfg), steps=30, lr=3e-3, batch_size=16,
+                       max_length=16)
+    assert how == RECOVERED_BY == "zuoxiao.student.train.distill_model"  # what step.json records
+    assert ce(out) < before

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from zuoxiao.core.results import RESULT_TYPES
-from zuoxiao.run.history import latest_run_id, read_json
+from zuoxiao.run.history import latest_run_id, read_json_or_none
 
 
 class EventLog:
@@ -61,7 +61,7 @@ def _previous_rate(out: Path) -> float | None:
     """When every row came from the cache this run, estimate the time saved at the last measured rate."""
     best = None
     for p in sorted((out / "runs").glob("*/summary.json")):
-        rate = (read_json(p) or {}).get("metrics", {}).get("teacher_seconds_per_row")
+        rate = (read_json_or_none(p) or {}).get("metrics", {}).get("teacher_seconds_per_row")
         best = rate or best
     return best
 

@@ -82,7 +82,8 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(report: dict, directory: Path) -> None:
+def write_pareto_report(report: dict, directory: Path) -> None:
+    """``directory``/report.md (the table and its notes) and ``directory``/pareto.png."""
     directory = Path(directory)
     notes = _notes(report)
     (directory / "report.md").write_text(

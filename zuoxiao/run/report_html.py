@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zuoxiao.run.history import read_json
+from zuoxiao.run.history import read_json_or_none
 from zuoxiao.ship.calibration import ece
 
 STYLE = """body{font:14px system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}
@@ -98,9 +98,9 @@ def _plots(ev, names: list[str]) -> tuple[str, str]:
 def write_report_html(run_dir: str | Path) -> Path:
     """Build run_dir/report.html from the run's own records; returns its path."""
     run_dir = Path(run_dir)
-    summary = read_json(run_dir / "summary.json") or {}
-    comp = read_json(run_dir / "compress" / "report.json") or {}
-    shipped = (read_json(run_dir / "ship" / "shipped.json") or {}).get("bundle") or {}
+    summary = read_json_or_none(run_dir / "summary.json") or {}
+    comp = read_json_or_none(run_dir / "compress" / "report.json") or {}
+    shipped = (read_json_or_none(run_dir / "ship" / "shipped.json") or {}).get("bundle") or {}
     m = summary.get("metrics") or {}
     gate = summary.get("gate") or {}
     parts = [f"<h1>zuoxiao run {html.escape(summary.get('run_id', run_dir.name))}: "

@@ -1,4 +1,5 @@
-"""Static int8, saved graph optimisation, embedding factorisation, tokenizer-inclusive latency."""
+"""Static int8 quantisation and saved graph optimisation (quantize.py), embedding factorisation
+(embeddings.py), tokenizer-inclusive latency and CPU info (latency.py), and a compress stage run of those steps."""
 
 import copy
 import json
