@@ -31,7 +31,7 @@ export function parseJsonFile(file, text) {
     throw new BundleFileError(file, `is not valid JSON (${err.message})`);
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new BundleFileError(file, `must hold a JSON object, not ${Array.isArray(value) ? "a list" : typeof value}`);
+    throw new BundleFileError(file, `must hold a JSON object, not ${Array.isArray(value) ? "list" : typeof value}`);
   }
   return value;
 }
