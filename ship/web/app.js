@@ -134,7 +134,14 @@ async function main() {
       const result = await clf.predict(text);
       if (text === latest) render(clf, text, result, performance.now() - t0);
       if (text !== latest) return;
-      const explanation = await clf.explain(text);  // one batch: the text + each word masked
+      let explanation;
+      try {
+        explanation = await clf.explain(text);  // one batch: the text + each word masked
+      } catch (err) {  // the label above stands; say why the words are not coloured
+        $("explanation").textContent = `No explanation: ${err?.message ?? err}`;
+        $("why").hidden = false;
+        return;
+      }
       if (text === latest) renderExplanation(text, explanation);
     }).catch((err) => { setStatus("error", `Inference failed: ${err?.message ?? err}`); console.error(err); });
   };
