@@ -7,6 +7,10 @@
 // are, but its own "truncation" and "padding" sections are ignored; max_length comes from
 // config.json["zuoxiao"]["max_length"] and counts the special tokens. One text per run: no padding.
 //
+// explain(text) gives word attributions by occlusion, the rule of Bundle.explain in ship/runtime.py (same
+// words, offsets and mask token; equal within 1e-3, tests/ship/test_web.py). A bundle file that does not
+// parse raises BundleFileError naming it (js/parity.mjs exits 5 on it, as `zuoxiao predict` does).
+//
 // This module imports nothing: the caller passes in onnxruntime (onnxruntime-web in a page,
 // onnxruntime-node in Node) and the Tokenizer class of @huggingface/tokenizers, so the page and
 // node/parity.mjs run exactly this code.
