@@ -26,7 +26,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 install: $(STAMP)
 
+# The bundle's web page needs js/node_modules when the bundle is built (web/vendor/: ONNX Runtime Web, the
+# tokenizer); without npm the demo still runs, the page lacks web/vendor/ and `zuoxiao demo` says what to run.
 demo: $(STAMP)
+	@$(MAKE) --no-print-directory js || echo "make demo: warning: npm ci in js/ failed; the bundle's web page will have no web/vendor/"
 	HF_HUB_OFFLINE=1 $(BIN)/zuoxiao demo
 
 test: $(STAMP)

@@ -3,11 +3,13 @@
 // browser download) and print what it showed as JSON.
 //
 //   node js/browser_check.mjs --url http://127.0.0.1:PORT/web/index.html --texts TEXTS.json \
-//        --screenshot out.png [--bulk MORE_TEXTS.json] [--chromium /usr/bin/chromium] [--timeout-ms 60000]
-//        [--node-modules js/node_modules]
+//        --screenshot out.png [--bulk MORE_TEXTS.json] [--explain-bulk TEXTS.json] [--chromium /usr/bin/chromium]
+//        [--timeout-ms 60000] [--node-modules js/node_modules]
 //
-// --texts are typed into the page and read back from the DOM; --bulk texts go straight to the page's
-// classifier (window.zuoxiao.predict, the same code the UI calls) and come back as "bulk" ([{probs, logits}]).
+// --texts are typed into the page and read back from the DOM, with the word highlighting ("explanation":
+// what the page rendered, "highlighted": [{word, attribution}] read from the coloured spans); --bulk texts go
+// straight to the page's classifier (window.zuoxiao.predict, the same code the UI calls) and come back as
+// "bulk" ([{probs, logits}]); --explain-bulk texts through window.zuoxiao.explain as "explanations".
 //
 // Every request that does not go to the page's own host is aborted and listed in "external_requests"
 // (the page must work offline). Output: {"ready_ms", "results": [{"text", "label", "probs", "ms"}],
@@ -76,12 +78,17 @@ try {
       await page.locator("#classify").click();
       await page.waitForFunction((t) => {
         const r = document.getElementById("result");
-        return r && !r.hidden && r.dataset.text === t;
+        const why = document.getElementById("why");
+        return r && !r.hidden && r.dataset.text === t && why && !why.hidden && why.dataset.text === t;
       }, text);
       const result = await page.evaluate(() => {
         const r = document.getElementById("result");
+        const spans = [...document.querySelectorAll("#explanation .word")];
         return { label: document.getElementById("top-label").textContent, dom_label: r.dataset.label,
-                 probs: JSON.parse(r.dataset.probs), details: document.getElementById("details").textContent };
+                 probs: JSON.parse(r.dataset.probs), details: document.getElementById("details").textContent,
+                 explanation: JSON.parse(document.getElementById("why").dataset.explanation),
+                 highlighted: spans.map((s) => ({ word: s.textContent, attribution: Number(s.dataset.attribution),
+                                                  background: s.style.backgroundColor })) };
       });
       report.results.push({ text, ...result, ms: Date.now() - t1 });
     }
@@ -98,6 +105,16 @@ try {
       return out;
     }, bulk);
     report.bulk_ms = Date.now() - t2;
+  }
+  if (opts.explainBulk && (await page.locator("#status").getAttribute("data-state")) === "ready") {
+    const items = JSON.parse(readFileSync(opts.explainBulk, "utf8"));
+    const t3 = Date.now();
+    report.explanations = await page.evaluate(async (list) => {
+      const out = [];
+      for (const t of list) out.push(await window.zuoxiao.explain(t));
+      return out;
+    }, items);
+    report.explain_ms = Date.now() - t3;
   }
   await page.screenshot({ path: opts.screenshot, fullPage: true });
 } finally {

@@ -36,11 +36,8 @@ bundle.predict(["some text"])   # [{{"label": ..., "probabilities": {{label: p}}
 ```
 Command line: `zuoxiao predict path/to/this/dir "some text"`.
 
-Optimum: `ORTModelForSequenceClassification.from_pretrained(dir, file_name="model.onnx")` should load this
-directory (HF config.json, tokenizer files, an ONNX graph with inputs input_ids/attention_mask/token_type_ids
-and output logits), but this was **not tested**: Optimum's ONNX side requires transformers < 4.58 and is
-not installed where this bundle was built.
-
+{_explain_section(report['max_length'])}
+{_optimum_section(shipped.get('temperature', 1.0))}
 ## Lineage
 - teacher: `{(t.get('info') or {}).get('path', 'unknown')}` — accuracy {t_acc}
 - transfer set (soft labels): `{report.get('label_dir')}`; student: `{report.get('student_dir')}`
@@ -76,6 +73,41 @@ model.onnx, tokenizer.json (+ tokenizer_config.json, vocab.txt), config.json (la
 `zuoxiao` block: max_length, inputs), metrics.json, report.md, pareto.png, zuoxiao_bundle.py, model.ort +
 required_operators.config (phones), web/ (browser page), SHA256SUMS over all of them, subfolders included
 (`sha256sum -c SHA256SUMS`).
+"""
+
+
+def _explain_section(max_length: int) -> str:
+    from zuoxiao.ship.runtime import EXPLAIN_MAX_WORDS
+
+    return f"""## Why this label: word attributions
+```python
+bundle.explain(["some text"])              # or label="name" for another label than the predicted one
+# [{{"label": ..., "probability": p, "words": [{{"word", "start", "end", "attribution"}}], "words_total": n}}]
+```
+`zuoxiao predict path/to/this/dir "some text" --explain` prints the same (highlighted with `--format text`);
+`web/index.html` colours each word, and the JavaScript runtime's `explain(text)` returns equal numbers
+(within 1e-3). Method: occlusion. Each of the tokenizer's words (re-joined from its sub-tokens) is masked in
+turn, all of its sub-tokens replaced by `[MASK]`, and attribution = p(label | text) - p(label | text with
+the word masked), calibrated probabilities: > 0 the word speaks for the label. Cost: one model call per text
+on a batch of 1 + W rows of the text's tokens, W = its words, capped at **{EXPLAIN_MAX_WORDS} words** (and
+{max_length} tokens): at most {EXPLAIN_MAX_WORDS + 1}x the work of one prediction, usually less per row since
+rows are batched. Words past the cap or past max_length get no attribution (`words_total` counts them).
+"""
+
+
+def _optimum_section(temperature: float) -> str:
+    return f"""## Known clients: Hugging Face Optimum
+`optimum.onnxruntime.ORTModelForSequenceClassification.from_pretrained("path/to/this/dir",
+file_name="model.onnx")` loads this directory as it is (checked with optimum-onnx 0.1 and transformers 4.57
+in their own virtual environment, on zuoxiao's demo bundle: the same top labels as `zuoxiao predict`;
+`bench/optimum_check.py BUNDLE` in a zuoxiao checkout repeats the check on any bundle). Its probabilities differ from this bundle's:
+Optimum applies no temperature, and this bundle's calibration temperature **T = {temperature:.6g}** lives in
+`config.json` under `zuoxiao.temperature`, which transformers does not read. Apply it yourself:
+```python
+import torch
+logits = model(**tokenizer(texts, return_tensors="pt", padding=True, truncation=True)).logits
+probabilities = torch.softmax(logits / {temperature:.6g}, dim=-1)   # Bundle.predict's probabilities
+```
 """
 
 

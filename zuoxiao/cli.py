@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "has N classes or fewer)")
     p.add_argument("--format", choices=("json", "text"), default="json",
                    help="json (default; machine-readable) or text (one block per text, for people)")
+    p.add_argument("--explain", action="store_true",
+                   help="also say which words made each label: each word masked in turn (at most 64 words per "
+                        "text, one batched model call per text); json: an \"explanation\" per text")
 
     p = sub.add_parser("serve-page", help="serve a bundle's offline web demo page on 127.0.0.1")
     p.add_argument("bundle", help="bundle directory (with web/index.html)")
@@ -320,7 +323,11 @@ def _predict(args) -> int:
     path, note = resolve_bundle(args.bundle)
     if note:
         print(f"zuoxiao: {note}", file=sys.stderr)
-    results = top_k(Bundle.load(path).predict(args.texts), args.top_k)
+    bundle = Bundle.load(path)
+    results = top_k(bundle.predict(args.texts), args.top_k)
+    if args.explain:
+        for r, explanation in zip(results, bundle.explain(args.texts), strict=True):
+            r["explanation"] = explanation
     for i, r in enumerate(results):  # the JSON says so too; stderr keeps stdout parseable
         if r.get("warning") == "empty_input":
             print(f"zuoxiao: warning: text {i} is empty or blank: its label means nothing", file=sys.stderr)
@@ -330,6 +337,10 @@ def _predict(args) -> int:
     if args.format == "text":
         for text, r in zip(args.texts, results, strict=True):
             print(f"{text!r}\n" + "\n".join(f"  {name}\t{p:.4f}" for name, p in r["probabilities"].items()))
+            if args.explain:
+                from zuoxiao.ship.explain import print_explanation
+
+                print_explanation(text, r["explanation"])
         return EXIT_OK
     # allow_nan=False: the output is always valid JSON (Bundle.predict refuses non-finite outputs).
     print(json.dumps(results, indent=2, allow_nan=False))

@@ -4,7 +4,7 @@
 
 import * as ort from "./vendor/ort.wasm.bundle.min.mjs";
 import { Tokenizer } from "./vendor/tokenizers.min.mjs";
-import { Classifier } from "./zuoxiao-runtime.mjs";
+import { Classifier, makeSession, makeTokenizer, parseJsonFile } from "./zuoxiao-runtime.mjs";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -27,7 +27,8 @@ async function fetchOk(name, as) {
   const url = new URL(name, bundleUrl);
   const response = await fetch(url);
   if (!response.ok) throw new Error(`GET ${url} -> HTTP ${response.status}`);
-  return as === "json" ? response.json() : response.arrayBuffer();
+  // JSON files are parsed by the runtime so that a damaged one is named (BundleFileError), as in Python.
+  return as === "json" ? parseJsonFile(name, await response.text()) : response.arrayBuffer();
 }
 
 async function load() {
@@ -35,10 +36,10 @@ async function load() {
     ["config.json", "tokenizer.json", "tokenizer_config.json"].map((f) => fetchOk(f, "json")));
   const modelFile = params.get("model") ?? config.zuoxiao?.onnx_file ?? "model.onnx";
   const modelBytes = await fetchOk(modelFile);
-  const session = await ort.InferenceSession.create(new Uint8Array(modelBytes), {
+  const session = await makeSession(ort, modelFile, new Uint8Array(modelBytes), {
     executionProviders: ["wasm"], graphOptimizationLevel: "all",
   });
-  const clf = new Classifier({ ort, session, tokenizer: new Tokenizer(tokenizerJson, tokenizerConfig), config });
+  const clf = new Classifier({ ort, session, tokenizer: makeTokenizer(Tokenizer, tokenizerJson, tokenizerConfig), config });
   clf.modelFile = modelFile;
   clf.modelBytes = modelBytes.byteLength;
   return clf;
@@ -73,6 +74,43 @@ function render(clf, text, result, ms) {
   section.hidden = false;
 }
 
+// Green: the word speaks for the label (masking it lowers the label's probability); red: against it.
+// Opacity is |attribution| / the text's largest |attribution|, so the strongest word is always full colour.
+const FOR = [48, 164, 108];
+const AGAINST = [229, 72, 77];
+
+function renderExplanation(text, exp) {
+  const chars = Array.from(text);  // offsets count code points, as in the Python runtime
+  const top = Math.max(1e-9, ...exp.words.map((w) => Math.abs(w.attribution)));
+  const out = $("explanation");
+  const nodes = [];
+  let at = 0;
+  for (const w of exp.words) {
+    if (w.start > at) nodes.push(document.createTextNode(chars.slice(at, w.start).join("")));
+    const span = document.createElement("span");
+    span.className = "word";
+    span.textContent = chars.slice(w.start, w.end).join("");
+    const [r, g, b] = w.attribution >= 0 ? FOR : AGAINST;
+    span.style.backgroundColor = `rgba(${r}, ${g}, ${b}, ${(Math.abs(w.attribution) / top).toFixed(3)})`;
+    span.title = `${w.attribution >= 0 ? "+" : ""}${w.attribution.toFixed(4)}: p(${exp.label}) ` +
+      `${w.attribution >= 0 ? "drops" : "rises"} by ${Math.abs(w.attribution).toFixed(4)} without this word`;
+    span.dataset.attribution = String(w.attribution);
+    nodes.push(span);
+    at = w.end;
+  }
+  if (at < chars.length) nodes.push(document.createTextNode(chars.slice(at).join("")));
+  out.replaceChildren(...nodes);
+  $("legend-label").textContent = exp.label;
+  $("legend-max").textContent = top.toPrecision(2);
+  const skipped = exp.words_total - exp.words.length;
+  $("explain-note").textContent = skipped > 0
+    ? `${skipped} of ${exp.words_total} words not explained (after max_length or the ${exp.words.length}-word cap).` : "";
+  const section = $("why");
+  section.dataset.text = text;
+  section.dataset.explanation = JSON.stringify(exp);
+  section.hidden = false;
+}
+
 async function main() {
   let clf;
   try {
@@ -83,7 +121,7 @@ async function main() {
     console.error(err);
     return;
   }
-  window.zuoxiao = clf;  // for the console and for tests: await zuoxiao.predict("some text")
+  window.zuoxiao = clf;  // for the console and for tests: await zuoxiao.predict("some text"), zuoxiao.explain(..)
   $("task").textContent = clf.settings.labels.join(" · ");
   let queue = Promise.resolve();  // one session.run at a time
   let latest = null;
@@ -95,6 +133,16 @@ async function main() {
       const t0 = performance.now();
       const result = await clf.predict(text);
       if (text === latest) render(clf, text, result, performance.now() - t0);
+      if (text !== latest) return;
+      let explanation;
+      try {
+        explanation = await clf.explain(text);  // one batch: the text + each word masked
+      } catch (err) {  // the label above stands; say why the words are not coloured
+        $("explanation").textContent = `No explanation: ${err?.message ?? err}`;
+        $("why").hidden = false;
+        return;
+      }
+      if (text === latest) renderExplanation(text, explanation);
     }).catch((err) => { setStatus("error", `Inference failed: ${err?.message ?? err}`); console.error(err); });
   };
   let timer;

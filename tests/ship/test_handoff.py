@@ -130,3 +130,14 @@ def test_serve_page_rejects_a_non_bundle(tmp_path, capsys):
         serve_in_thread(tmp_path)
     assert main(["serve-page", str(tmp_path), "--port", "0"]) == 2
     assert "not a bundle" in capsys.readouterr().err
+
+
+def test_model_card_states_explanations_and_optimum(bundle_dir):
+    """The card states the explanation method and its cost bound, and how Optimum users apply the temperature."""
+    card = (bundle_dir / "README.md").read_text()
+    t = json.loads((bundle_dir / "config.json").read_text())["zuoxiao"]["temperature"]
+    assert "## Why this label: word attributions" in card and "capped at **64 words**" in card
+    assert "at most 65x the work of one prediction" in card and "--explain" in card
+    assert "ORTModelForSequenceClassification" in card and "optimum-onnx 0.1 and transformers 4.57" in card
+    assert f"**T = {t:.6g}**" in card and f"torch.softmax(logits / {t:.6g}, dim=-1)" in card
+    assert "not tested" not in card

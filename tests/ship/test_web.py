@@ -182,3 +182,86 @@ def test_missing_tools_skip_with_the_install_hint(monkeypatch):
     monkeypatch.setenv("ZUOXIAO_REQUIRE_BROWSER", "1")
     with pytest.raises(pytest.fail.Exception, match="ZUOXIAO_REQUIRE_BROWSER=1"):
         need(False, "chromium not found", "ZUOXIAO_REQUIRE_BROWSER")
+
+
+# --- explanations (issue 30): the same words, offsets and attributions in Python, Node and the page ---------
+EXPLAIN_TOL = 1e-3
+EXPLAIN_TEXTS = 60  # the 44 edge cases of parity_texts.json and 16 word salads, most over max_length
+
+
+@pytest.fixture(scope="module")
+def hot_bundle(bundle_dir, node_modules, tmp_path_factory):
+    """The tiny bundle at temperature 30: its calibrated probabilities are ~0/1, so every attribution would be
+    0 and agree trivially; at T = 30 masking a word moves p by up to ~0.1."""
+    from zuoxiao.ship.package import write_checksums
+    from zuoxiao.ship.web_assets import add_web_page
+
+    b = tmp_path_factory.mktemp("hot") / "bundle"
+    shutil.copytree(bundle_dir, b)
+    config = json.loads((b / "config.json").read_text())
+    config["zuoxiao"]["temperature"] = 30.0
+    (b / "config.json").write_text(json.dumps(config))
+    add_web_page(b, node_modules)
+    write_checksums(b)
+    return b
+
+
+def assert_same_explanations(py: list[dict], other: list[dict], who: str) -> float:
+    worst = 0.0
+    for i, (a, b) in enumerate(zip(py, other, strict=True)):
+        where = f"{who} text {i}"
+        assert (a["label"], a["words_total"]) == (b["label"], b["words_total"]), where
+        assert [(w["word"], w["start"], w["end"]) for w in a["words"]] == \
+               [(w["word"], w["start"], w["end"]) for w in b["words"]], where
+        diffs = [abs(x["attribution"] - y["attribution"]) for x, y in zip(a["words"], b["words"], strict=True)]
+        worst = max([worst, abs(a["probability"] - b["probability"]), *diffs])
+    return worst
+
+
+def test_node_explanations_match_python(hot_bundle, node_modules, tmp_path):
+    items = texts()[:EXPLAIN_TEXTS]
+    (tmp_path / "explain.json").write_text(json.dumps(items))
+    cmd = ["node", str(ROOT / "js" / "parity.mjs"), str(hot_bundle), str(tmp_path / "explain.json"),
+           "--explain", str(tmp_path / "explain.json"), "--node-modules", str(node_modules)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-4000:]
+    from tests.ship.handoff_fixtures import load_runtime
+
+    py = load_runtime(hot_bundle).Bundle.load(hot_bundle, threads=1).explain(items)
+    worst = assert_same_explanations(py, json.loads(out.stdout)["explanations"], "node")
+    biggest = max(abs(w["attribution"]) for e in py for w in e["words"])
+    print(f"\nnode vs python explanations on {len(items)} texts: max|d| {worst:.3g} (largest attribution {biggest:.3g})")
+    assert worst <= EXPLAIN_TOL and biggest > 0.02
+    assert sum(e["words_total"] > len(e["words"]) for e in py) >= 5  # texts cut by max_length are covered
+
+
+def test_page_highlights_words_like_python(hot_bundle, chromium, node_modules, tmp_path):
+    from zuoxiao.ship.serve import serve_in_thread
+
+    items = texts()[:EXPLAIN_TEXTS]
+    (tmp_path / "explain.json").write_text(json.dumps(items))
+    typed = ["boring actors was very dull", "good movie, love the story!"]
+    server, url = serve_in_thread(hot_bundle)
+    try:
+        cmd = ["node", str(ROOT / "js" / "browser_check.mjs"), "--url", f"{url}/web/index.html", "--texts",
+               str(tmp_path / "typed.json"), "--screenshot", str(tmp_path / "explain.png"), "--chromium", CHROMIUM,
+               "--node-modules", str(node_modules), "--explain-bulk", str(tmp_path / "explain.json")]
+        (tmp_path / "typed.json").write_text(json.dumps(typed))
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out.returncode == 0, out.stderr[-4000:]
+    report = json.loads(out.stdout)
+    assert report["page_errors"] == [] and report["console_errors"] == [], report
+    from tests.ship.handoff_fixtures import load_runtime
+
+    runtime = load_runtime(hot_bundle).Bundle.load(hot_bundle, threads=1)
+    worst = assert_same_explanations(runtime.explain(items), report["explanations"], "page")
+    typed_worst = assert_same_explanations(runtime.explain(typed), [r["explanation"] for r in report["results"]], "typed")
+    print(f"\npage vs python explanations: max|d| {worst:.3g} ({len(items)} texts), typed {typed_worst:.3g}")
+    assert max(worst, typed_worst) <= EXPLAIN_TOL
+    for r in report["results"]:  # one coloured span per explained word, the strongest at full colour
+        assert [h["word"] for h in r["highlighted"]] == [w["word"] for w in r["explanation"]["words"]]
+        strongest = max(r["highlighted"], key=lambda h: abs(h["attribution"]))
+        assert strongest["background"] in ("rgb(48, 164, 108)", "rgb(229, 72, 77)"), strongest

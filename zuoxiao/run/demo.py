@@ -57,8 +57,14 @@ def run_demo(output: Path, overrides: list[str] | None = None) -> int:
         console.print(f"[bold green]demo finished in {minutes:.1f} min[/]: the bundle is in "
                       f"{summary['bundle']} (also {output / 'latest' / 'bundle'})")
         console.print(f"try it:  zuoxiao predict {output / 'latest' / 'bundle'} \"I was charged twice this month\"")
-        console.print(f"in a browser:  zuoxiao serve-page {output / 'latest' / 'bundle'}   "
-                      "(then open the printed http://127.0.0.1 URL)")
+        if (Path(summary["bundle"]) / "web" / "vendor").is_dir():
+            console.print(f"in a browser:  zuoxiao serve-page {output / 'latest' / 'bundle'}   "
+                          "(then open the printed http://127.0.0.1 URL)")
+        else:  # no js/node_modules when the bundle was built: the page cannot load the model (issue 30)
+            sets = "" if output == Path("outputs/demo") else " " + " ".join(f"--set {o}" for o in demo_overrides(output))
+            console.print("in a browser: the bundle's web page has no web/vendor/ (js/node_modules was not installed); "
+                          f"run `make js`, then `zuoxiao run {demo_config_path()} --force ship{sets}`, then "
+                          f"`zuoxiao serve-page {output / 'latest' / 'bundle'}`")
         if summary.get("report"):
             console.print(f"run report:  {output / 'latest' / 'report.html'}")
     else:
