@@ -192,3 +192,23 @@ def test_static_bundle_runs_in_the_bundle_runtime_and_cli(static_job, capsys):
     assert main(["predict", str(bundle_dir), "great film"]) == 0
     assert '"pos"' in capsys.readouterr().out
     assert (bundle_dir / "model.ort").is_file()  # the phone format converts it unchanged
+
+
+@pytest.mark.parametrize("model_file", [None, "model.ort"])
+def test_static_bundle_in_node_matches_python(static_job, model_file):
+    """The JS runtime (onnxruntime-node) runs the static graph, and its .ort form, unchanged: 200 texts."""
+    import subprocess
+
+    from tests.ship.handoff_fixtures import ROOT, TEXTS, node_modules_dir, python_probs, texts
+
+    node_modules = node_modules_dir()
+    bundle_dir = static_job["paths"].bundle
+    cmd = ["node", str(ROOT / "js" / "parity.mjs"), str(bundle_dir), str(TEXTS), "--node-modules", str(node_modules)]
+    out = subprocess.run(cmd + (["--model", model_file] if model_file else []), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-4000:]
+    js = json.loads(out.stdout)
+    logits, probs, labels = python_probs(bundle_dir, texts())
+    assert js["labels"] == labels
+    assert np.abs(np.array([r["logits"] for r in js["results"]]) - logits).max() <= 1e-4
+    assert np.abs(np.array([r["probs"] for r in js["results"]]) - probs).max() <= 1e-4
