@@ -131,7 +131,7 @@ def distil_table(encoder_path: str, pca_dims: int | None, trust_remote_code: boo
                           f"{encoder_path}; set it to at most {width}, or null for no reduction")
     log.info("distilling the token vectors of %s with model2vec (pca_dims %s)", encoder_path, pca_dims)
     static = distill_from_model(encoder, tokenizer, pca_dims=pca_dims, token_remove_pattern=None,
-                                quantize_to="float32", device="cpu")
+                                quantize_to="float32")  # device: model2vec picks CUDA when there is one
     table = align_table(np.asarray(static.embedding, np.float32), static.tokenizer.get_vocab(), tokenizer.get_vocab())
     table.flags.writeable = False
     return table
