@@ -64,7 +64,7 @@ def _refuse_for_static(model, kind: str) -> None:
 
     if model is not None and is_static(model) and kind in STATIC_REFUSED_STEPS:
         raise InputError(f"compress step {kind}: {STATIC_REFUSED_STEPS[kind]}; remove it from compress.steps "
-                         "(vocab_trim, magnitude, recover and quantize apply to a static student)")
+                         "(vocab_trim, recover and quantize apply to a static student)")
 
 
 def _vocab(ctx, state, step, out):

@@ -94,6 +94,9 @@ def test_config_refuses_transformer_only_compress_steps():
                                             {"kind": "quantize"}]}}
     with pytest.raises(ConfigError, match="compress step prune_heads: a static student has no attention heads"):
         parse_config(raw)
+    raw["compress"]["steps"][1] = {"kind": "magnitude", "sparsity": 0.5}
+    with pytest.raises(ConfigError, match="compress step magnitude: a static student has no Linear layers outside"):
+        parse_config(raw)
 
 
 def test_compress_refuses_transformer_only_step_on_a_static_model(tmp_path):

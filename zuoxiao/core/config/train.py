@@ -8,8 +8,8 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from zuoxiao.core.config.base import DataSource, StrictModel, TeacherSpec, yaml_false_as
 
-#: compress steps a static student (student/static.py) has nothing for: they cut transformer blocks, or
-#: duplicate what ``pca_dims`` already sets (the table's width). Refused by the config (zuoxiao.core.config)
+#: compress steps a static student (student/static.py) has nothing for: they cut transformer blocks (or
+#: Linears outside the head), or duplicate what ``pca_dims`` already sets (the table's width). Refused by the config (zuoxiao.core.config)
 #: and by the compress stage on the model itself (student/compress/steps.py).
 STATIC_REFUSED_STEPS = {
     "prune_heads": "a static student has no attention heads",
@@ -17,6 +17,7 @@ STATIC_REFUSED_STEPS = {
     "prune_layers": "a static student has no transformer layers",
     "low_rank": "a static student has no transformer layers to factorise",
     "factorize_embeddings": "the token table's width is train.student.pca_dims; lower it there instead",
+    "magnitude": "a static student has no Linear layers outside its head, which magnitude pruning leaves dense",
 }
 
 
