@@ -4,6 +4,8 @@
                   (DistilBERT-style initialisation: a shallower model that starts close to the teacher)
     pretrained    any local save_pretrained checkpoint (a new seeded head when its labels differ)
     config        a fresh BERT of the size given in train.student (random init, seeded)
+    static        token vectors distilled from an encoder (model2vec), averaged, and a small head
+                  (student/static.py); the encoder is train.student.path, else the teacher
 """
 
 from __future__ import annotations
@@ -114,7 +116,12 @@ def build_student(spec: StudentConfig, teacher_path: str, label_names: list[str]
         tok = load_tokenizer(spec.tokenizer or teacher_path, trust_remote_code)
         return fresh_from_config(spec, tok, label_names, max_length), tok
 
-    builders = {"from_teacher": _from_teacher, "pretrained": _pretrained, "config": _config}
+    def _static():
+        from zuoxiao.student.static import build_static
+
+        return build_static(spec, spec.path or teacher_path, label_names, trust_remote_code)
+
+    builders = {"from_teacher": _from_teacher, "pretrained": _pretrained, "config": _config, "static": _static}
     model, tokenizer = builders[spec.kind]()
     if spec.tokenizer and spec.kind == "from_teacher":
         tokenizer = load_tokenizer(spec.tokenizer, trust_remote_code)

@@ -10,6 +10,10 @@ The graph is traced with eager attention and an additive [batch, 1, 1, sequence]
 extra nodes (Range, And, IsNaN, Where over [batch, 1, seq, seq]) that every call then runs: on a 2-layer
 student that is 288 -> 174 nodes and 4-9% of batch-1 latency (docs/compress.md). Models whose forward
 does not take a 4-D mask fall back to the plain trace; both are checked against PyTorch.
+
+A static student (student/static.py) has no attention: its plain trace is already the whole graph,
+Gather (token table) -> Mul by the mask -> ReduceSum / token count -> the head's Gemm(s), with the same
+inputs (token_type_ids taken and unused) and output as a transformer student's graph.
 """
 
 from __future__ import annotations
@@ -63,7 +67,9 @@ def export_onnx(model, tokenizer, path: str | Path, opset: int = 17) -> Path:
     enc = tokenizer(["a short example", "a somewhat longer example sentence"], padding="max_length",
                     max_length=16, truncation=True, return_tensors="pt")
     args = tuple(enc[n] for n in names)
-    if "attention_mask" in names:
+    from zuoxiao.student.static import is_static
+
+    if "attention_mask" in names and not is_static(model):
         try:
             with _eager_attention(model):
                 _trace(_LogitsOnly(model, names, additive_mask=True), args, names, path, opset)
@@ -77,7 +83,24 @@ def export_onnx(model, tokenizer, path: str | Path, opset: int = 17) -> Path:
         except Exception as err:  # a forward that rejects a 4-D mask: the plain trace below still works
             log.info("short-mask export failed (%s); using the plain trace", err)
     _trace(_LogitsOnly(model, names), args, names, path, opset)
+    _keep_unused_inputs(path, names)
     return path
+
+
+def _keep_unused_inputs(path: Path, names: list[str]) -> None:
+    """Put back graph inputs the tracer dropped because nothing reads them (a static student ignores
+    token_type_ids): code that feeds a transformer bundle's three inputs then runs this graph unchanged."""
+    import onnx
+
+    model = onnx.load(str(path))
+    present = {i.name for i in model.graph.input}
+    missing = [n for n in names if n not in present]
+    if not missing:
+        return
+    for name in missing:
+        model.graph.input.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64,
+                                                                    ["batch", "sequence"]))
+    onnx.save(model, str(path))
 
 
 @contextmanager

@@ -29,7 +29,10 @@ def save_model(model, tokenizer, directory: str | Path) -> Path:
     model.save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
     write_vocab_txt(tokenizer, directory)
-    (directory / STRUCTURE).write_text(json.dumps(structure(model), indent=1))
+    from zuoxiao.student.static import is_static
+
+    if not is_static(model):  # a static student's shapes are all in its config.json
+        (directory / STRUCTURE).write_text(json.dumps(structure(model), indent=1))
     return directory
 
 def weights_bytes(directory: str | Path) -> int:
@@ -40,6 +43,7 @@ def load_model(directory: str | Path):
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+    import zuoxiao.student.static  # noqa: F401  (registers the static student's config.json model_type)
     from zuoxiao.student.compress.lowrank import apply_low_rank_structure
     from zuoxiao.student.compress.prune import apply_structure
 

@@ -47,12 +47,24 @@ def apply(ctx, state: State, step, out: Path) -> tuple[State, dict]:
         raise InputError(f"step {step.kind} comes after the model became ONNX; move it before quantize")
     if state.runtime == "torch-int8":
         raise InputError("no step can follow a torch int8 quantize step; make quantize the last step")
+    _refuse_for_static(state.model, step.kind)
     fn = {"vocab_trim": _vocab, "prune_heads": _structured, "prune_neurons": _structured,
           "prune_layers": _layers, "magnitude": _magnitude, "low_rank": _low_rank, "recover": _recover,
           "factorize_embeddings": _factorize, "quantize": _quantize}[step.kind]
     shutil.rmtree(out, ignore_errors=True)  # a rerun replaces the step's old artefacts
     out.mkdir(parents=True)
     return fn(ctx, state, step, out)
+
+
+def _refuse_for_static(model, kind: str) -> None:
+    """A static student (student/static.py) is a token table and a head: steps that cut transformer blocks
+    have nothing to cut, so they are refused (not skipped: the recipe asked for a size it would not get)."""
+    from zuoxiao.core.config.train import STATIC_REFUSED_STEPS
+    from zuoxiao.student.static import is_static
+
+    if model is not None and is_static(model) and kind in STATIC_REFUSED_STEPS:
+        raise InputError(f"compress step {kind}: {STATIC_REFUSED_STEPS[kind]}; remove it from compress.steps "
+                         "(vocab_trim, recover and quantize apply to a static student)")
 
 
 def _vocab(ctx, state, step, out):
@@ -97,7 +109,13 @@ def _vocab(ctx, state, step, out):
                     dev_texts_changed=round(A.changed_share(before_tok, tok, dev[0]), 5),
                     dev_accuracy_before=round(dev_before, 5),
                     dev_accuracy_after=round(A.accuracy(model, tok, dev, ctx.max_length, bs), 5))
-    if step.max_positions is not None:
+    from zuoxiao.student.static import is_static
+
+    if step.max_positions is not None and is_static(model):
+        log.info("vocab_trim.max_positions=%s skipped: a static student has no position embeddings",
+                 step.max_positions)
+        info["max_positions"] = "skipped: a static student has no position embeddings"
+    elif step.max_positions is not None:
         from zuoxiao.student.compress.vocab import trim_positions
 
         if step.max_positions < ctx.max_length:

@@ -27,7 +27,7 @@ from zuoxiao.core.config.compress import CompressConfig
 from zuoxiao.core.config.label import AugmentConfig, BeamConfig, LabelConfig
 from zuoxiao.core.config.run import RunConfig
 from zuoxiao.core.config.ship import GateConfig, ShipConfig
-from zuoxiao.core.config.train import FinetuneConfig, TrainConfig
+from zuoxiao.core.config.train import STATIC_REFUSED_STEPS, FinetuneConfig, TrainConfig
 from zuoxiao.core.errors import ConfigError
 
 __all__ = [
@@ -72,7 +72,19 @@ class Config(StrictModel):
             if self.train.student.kind == "from_teacher":
                 raise ValueError("train.student.kind=from_teacher copies encoder layers, which a causal LM teacher has "
                                  "not: use kind: pretrained (e.g. path: embedded:all-MiniLM-L6-v2) or kind: config")
+        if self.train.student.kind == "static":
+            _check_static_steps(self)
         return self
+
+
+def _check_static_steps(cfg: Config) -> None:
+    """A static student is a token table and a head: compress steps that cut transformer blocks are refused
+    here, before training, with the reason (the compress stage refuses them too, on the model itself)."""
+    for step in cfg.compress.steps:
+        if step.kind in STATIC_REFUSED_STEPS:
+            raise ValueError(f"compress step {step.kind}: {STATIC_REFUSED_STEPS[step.kind]}, and "
+                             "train.student.kind is static; remove it from compress.steps (vocab_trim, magnitude, "
+                             "recover and quantize apply to a static student)")
 
 
 def _check_split(cfg: Config) -> None:

@@ -8,6 +8,18 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from zuoxiao.core.config.base import DataSource, StrictModel, TeacherSpec, yaml_false_as
 
+#: compress steps a static student (student/static.py) has nothing for: they cut transformer blocks (or
+#: Linears outside the head), or duplicate what ``pca_dims`` already sets (the table's width). Refused by the config (zuoxiao.core.config)
+#: and by the compress stage on the model itself (student/compress/steps.py).
+STATIC_REFUSED_STEPS = {
+    "prune_heads": "a static student has no attention heads",
+    "prune_neurons": "a static student has no FFN neurons",
+    "prune_layers": "a static student has no transformer layers",
+    "low_rank": "a static student has no transformer layers to factorise",
+    "factorize_embeddings": "the token table's width is train.student.pca_dims; lower it there instead",
+    "magnitude": "a static student has no Linear layers outside its head, which magnitude pruning leaves dense",
+}
+
 
 class OptimConfig(StrictModel):
     """AdamW + warmup/decay schedule, shared by fine-tuning and distillation."""
@@ -135,22 +147,33 @@ class FinetuneConfig(StrictModel):
 
 
 class StudentConfig(StrictModel):
-    kind: Literal["from_teacher", "pretrained", "config"] = Field(
+    kind: Literal["from_teacher", "pretrained", "config", "static"] = Field(
         "from_teacher",
         description="from_teacher: copy embeddings + chosen layers; pretrained: local checkpoint; "
-        "config: fresh BERT of the size below",
+        "config: fresh BERT of the size below; static: token vectors distilled from an encoder with model2vec, "
+        "averaged, and a small head (student/static.py)",
     )
     layers: list[int] | None = Field([0, 5], description="from_teacher: teacher layer indices to copy")
     ffn_size: int | None = Field(
         None, ge=8, description="from_teacher: keep this many FFN neurons per layer (largest weight norms); "
         "null = all. A narrower student without re-training from scratch"
     )
-    path: str | None = Field(None, description="pretrained: local HF checkpoint dir")
+    path: str | None = Field(
+        None, description="pretrained: local HF checkpoint dir; static: the encoder whose token vectors are "
+        "distilled (a local dir or embedded:all-MiniLM-L6-v2), null = the teacher (its base encoder)"
+    )
     num_layers: int = Field(2, ge=1, description="config: encoder layers")
     hidden_size: int = Field(256, ge=8, description="config: width")
     num_heads: int = Field(4, ge=1, description="config: attention heads")
     intermediate_size: int = Field(1024, ge=8, description="config: FFN width")
     tokenizer: str | None = Field(None, description="tokenizer dir; null = the teacher's (or checkpoint's)")
+    pca_dims: int | None = Field(
+        256, ge=2, description="static: width of the token vectors after PCA (the table is vocab x pca_dims); "
+        "null = the encoder's width"
+    )
+    head_hidden: int = Field(
+        256, ge=0, description="static: hidden ReLU units of the head on the averaged vectors; 0 = a linear head"
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -160,6 +183,10 @@ class StudentConfig(StrictModel):
             raise ValueError(
                 f"train.student.hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}"
             )
+        if self.kind == "static" and self.tokenizer:
+            raise ValueError(f"train.student.tokenizer={self.tokenizer!r}: a static student's token vectors are "
+                             "distilled through its encoder's own tokenizer; remove train.student.tokenizer (set "
+                             "train.student.path to choose the encoder)")
         if self.kind == "from_teacher":
             if not self.layers:
                 raise ValueError("train.student.kind=from_teacher needs train.student.layers, e.g. [0, 5]")
@@ -256,4 +283,12 @@ class TrainConfig(StrictModel):
     search: DistillSearchConfig | None = Field(
         None, description="choose loss / alpha / repr_weight / lr on task.dev with short runs; null = off"
     )
+
+    @model_validator(mode="after")
+    def _check_static(self):
+        if self.student.kind == "static" and self.adapter.kind == "lora":
+            raise ValueError("train.adapter.kind=lora: a static student has no attention or FFN layers to adapt; "
+                             "use train.adapter.kind: full (train.freeze_embeddings: true keeps the token vectors "
+                             "fixed and trains the head only)")
+        return self
 
