@@ -14,8 +14,15 @@ from zuoxiao.core.config.base import TaskConfig
 from zuoxiao.core.datasource import parse_rows
 from zuoxiao.core.errors import EXIT_BAD_INPUT, ConfigError
 from zuoxiao.core.kinds import KINDS, SUPPORTED_BY, require_supported
-from zuoxiao.core.rowpolicy import REASONS, missing_gold, task_row, unknown_names
-from zuoxiao.core.rows import PAIR_JOIN, TaskRow, bio_problem, normalize_label_list, parse_score
+from zuoxiao.core.rowpolicy import REASONS, gold_text, missing_gold, task_row, unknown_names
+from zuoxiao.core.rows import (
+    PAIR_JOIN,
+    TaskRow,
+    bio_problem,
+    normalize_label_list,
+    parse_score,
+    sorted_tag_names,
+)
 
 
 def _cfg(kind: str, **src):
@@ -61,6 +68,10 @@ def test_task_sources_are_checked_by_task_config_itself():
 def test_conll_format_has_no_sentence_label_and_needs_token_kind():
     cfg = _cfg("token", format="conll")
     assert cfg.label.input.label_column is None  # defaulted: a CoNLL file has words and tags only
+    auto = parse_config({"task": {"kind": "token"}, "label": {"input": {"path": ["a.conll", "b.conll"]}}})
+    assert auto.label.input.label_column is None  # format auto, every path *.conll
+    assert parse_config({"task": {"kind": "token"}, "label": {"input": {"path": ["a.conll", "b.jsonl"]}}}
+                        ).label.input.label_column == "label"
     with pytest.raises(ConfigError, match="format: conll has no sentence label column, but label_column='intent'"):
         _cfg("token", format="conll", label_column="intent")
     with pytest.raises(ConfigError, match="format: conll has no column names"):
@@ -208,3 +219,11 @@ def test_token_rows_with_lists_strings_and_a_joint_label():
 def test_token_row_reasons(row, reason):
     got = _row(row, "token", label_column=None)
     assert got[0] is None and got[1] == reason and reason in REASONS
+
+
+def test_tag_names_from_data_and_gold_as_reports_show_it():
+    assert sorted_tag_names(["I-city", "O", "B-artist", "B-city", "I-artist"]) == [
+        "O", "B-artist", "I-artist", "B-city", "I-city"]
+    assert gold_text("a") == "'a'" and gold_text(4.2) == "4.2" and gold_text(("joy", "love")) == "'joy,love'"
+    assert gold_text((("O", "B-city"), "GetWeather")) == "'O B-city | GetWeather'"
+    assert gold_text((("O",), None)) == "'O'"

@@ -206,6 +206,17 @@ class Skips:
         return ", ".join(parts)
 
 
+def gold_text(gold) -> str:
+    """A TaskRow.gold as a report shows it: 'a' (a class), 'joy,love' (labels), 'O B-city | GetWeather' (tags and
+    the sentence label), 4.2 (a score)."""
+    if isinstance(gold, tuple) and len(gold) == 2 and isinstance(gold[0], tuple):
+        tags, label = gold
+        return repr(" ".join(tags) + (f" | {label}" if label is not None else ""))
+    if isinstance(gold, tuple):
+        return repr(",".join(gold))
+    return repr(gold)
+
+
 class Dedup:
     """First wins: remembers each id with its gold label and where it was first read."""
 
@@ -219,7 +230,7 @@ class Dedup:
             self.seen[key] = (label, place)
             return None, ""
         if label is not None and first[0] is not None and label != first[0]:
-            return "conflicting_label", f"{first[1]} (label {first[0]!r}, kept)"
+            return "conflicting_label", f"{first[1]} (label {gold_text(first[0])}, kept)"
         return "duplicate_id", first[1]
 
 

@@ -192,6 +192,13 @@ def bio_problem(tags: tuple[str, ...]) -> str:
     return ""
 
 
+def sorted_tag_names(tags) -> list[str]:
+    """The tag set of gold data in index order (task.label_names null, task.kind token): O first, then by entity
+    type with B- before I- ('O', 'B-artist', 'I-artist', 'B-city', ...)."""
+    rest = sorted({t for t in tags if t != "O"}, key=lambda t: (t[2:], t[:2] != "B-", t))
+    return ["O", *rest]
+
+
 def entity_type(tag: str) -> str | None:
     """'B-artist' / 'I-artist' -> 'artist'; 'O' -> None."""
     return tag[2:] if tag[:2] in ("B-", "I-") else None

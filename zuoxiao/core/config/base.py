@@ -80,9 +80,13 @@ class DataSource(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _conll_defaults(cls, data):
-        # a CoNLL file has words and tags only: no sentence label unless the config names one (an error below)
-        if isinstance(data, dict) and data.get("format") == "conll" and "label_column" not in data:
-            data = {**data, "label_column": None}
+        # a CoNLL file (format: conll, or auto with every path *.conll) has words and tags only: no sentence
+        # label unless the config names one (an error below)
+        if isinstance(data, dict) and "label_column" not in data:
+            paths = data.get("path") if isinstance(data.get("path"), list) else [data.get("path")]
+            fmt = data.get("format", "auto")
+            if fmt == "conll" or (fmt == "auto" and all(isinstance(p, str) and p.endswith(".conll") for p in paths)):
+                data = {**data, "label_column": None}
         return data
 
     @model_validator(mode="after")
