@@ -227,3 +227,22 @@ def test_tag_names_from_data_and_gold_as_reports_show_it():
     assert gold_text("a") == "'a'" and gold_text(4.2) == "4.2" and gold_text(("joy", "love")) == "'joy,love'"
     assert gold_text((("O", "B-city"), "GetWeather")) == "'O B-city | GetWeather'"
     assert gold_text((("O",), None)) == "'O'"
+
+
+def test_read_task_rows_applies_the_policy_and_refuses_a_missing_column(tmp_path):
+    from zuoxiao.core.errors import InputError
+    from zuoxiao.core.rowpolicy import read_task_rows
+
+    f = tmp_path / "g.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"tokens": ["rain", "in", "rome"], "tags": ["O", "O", "B-city"], "intent": "GetWeather"},
+        {"tokens": ["rain", "in", "rome"], "tags": ["O", "O", "B-city"], "intent": "GetWeather"},  # a duplicate
+        {"tokens": ["play", "it"], "tags": ["O", "I-x"], "intent": "PlayMusic"},  # invalid BIO
+        {"tokens": ["play", "abba"], "tags": ["O", "B-artist"]},  # no intent: not gold in a joint task
+    ]))
+    rows, skips = read_task_rows(DataSource(path=str(f), label_column="intent"), "token")
+    assert rows == [TaskRow("rain in rome", label="GetWeather", tokens=("rain", "in", "rome"), tags=("O", "O", "B-city"))]
+    assert skips.counts == {"duplicate_id": 1, "invalid_bio": 1, "missing_label": 1}
+    assert skips.where["duplicate_id"] == ["g.jsonl line 2 (first: g.jsonl line 1)"]
+    with pytest.raises(InputError, match="has no column 'ner' .task.kind token.; its columns are \\['intent', 'tags', 'tokens'\\]"):
+        read_task_rows(DataSource(path=str(f), label_column="intent", tags_column="ner"), "token")

@@ -28,6 +28,7 @@ from zuoxiao.core.rowpolicy import (
     UNPARSABLE,
     Dedup,
     Skips,
+    kind_columns,
     missing_gold,
     normalise_text,
     row_key,
@@ -210,17 +211,8 @@ def _scan(name: str, src, label_set: set[str] | None, kind: str = "single_label"
             s.fatal = str(err)
             return s
         s.missing_columns += [f"{path.name}: no column {c!r} (columns: {sorted(columns)})"
-                              for c in _wanted(src, kind, gold) if columns and c not in columns]
+                              for c in kind_columns(src, kind, gold) if columns and c not in columns]
     return s
-
-
-def _wanted(src, kind: str, gold: bool) -> list[str]:
-    """The columns a source must have for task.kind (a gold source its gold columns too)."""
-    if kind == "token":
-        return [src.tokens_column] + ([src.tags_column] if gold else []) + (
-            [src.label_column] if gold and src.label_column else [])
-    pair = [src.text_pair_column] if src.text_pair_column else []
-    return [src.text_column, *pair] + ([src.label_column] if gold and src.label_column else [])
 
 
 def _count(s: SourceScan, task, name: str) -> None:

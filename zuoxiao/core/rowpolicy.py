@@ -38,6 +38,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from zuoxiao.core.datasource import detect_format, iter_rows, resolve_files
 from zuoxiao.core.errors import InputError
 from zuoxiao.core.rows import (
     TaskRow,
@@ -251,3 +252,50 @@ class LabelledData:
     label_names: list[str]
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows left out
     skipped_where: dict[str, list[str]] = field(default_factory=dict)  # reason -> first few "file line N"
+
+
+def kind_columns(source, kind: str, gold: bool) -> list[str]:
+    """The columns a source must have for task.kind (a gold source its gold columns too)."""
+    if kind == "token":
+        return [source.tokens_column] + ([source.tags_column] if gold else []) + (
+            [source.label_column] if gold and source.label_column else [])
+    pair = [source.text_pair_column] if source.text_pair_column else []
+    return [source.text_column, *pair] + ([source.label_column] if gold and source.label_column else [])
+
+
+def read_task_rows(source, kind: str, where: str = "") -> tuple[list[TaskRow], Skips]:
+    """The usable gold rows of a source for ``kind``, by this policy (for single_label the rows
+    `zuoxiao.core.goldsets.policy_rows` yields): rows without gold, with a kind's problem (reasons above) or a
+    repeated id (first wins) go into the Skips; a file that mostly does not parse, or lacks a column the kind
+    needs, is an InputError (prefixed with ``where``). Stops after ``source.limit`` usable rows. Unknown
+    names are not judged here (the caller has the label names: `unknown_names`)."""
+    skips, dedup, out = Skips(), Dedup(), []
+    for path in resolve_files(source):
+        columns: set[str] = set()
+        read, bad, first_bad = 0, 0, ""
+        for r in iter_rows(path, detect_format(path, source.format)):
+            read, place = read + 1, f"{path.name} line {r['line']}"
+            row, reason, why = task_row(r, source, kind)
+            columns.update(r["row"] if not r["error"] else {})
+            if reason is None and missing_gold(row, source):
+                reason = "missing_label"
+            if reason is None:
+                key = row_key(r["row"], row.key_text, source.id_column)
+                reason, first = ("missing_id", "") if key is None else dedup.check(key, row.gold, place)
+                why = f"first: {first}" if first else why
+            if reason is not None:
+                skips.add(reason, place + (f" ({why})" if why else ""))
+                bad += reason in UNPARSABLE
+                first_bad = first_bad or r["detail"]
+                continue
+            out.append(row)
+            if source.limit and len(out) >= source.limit:
+                break
+        refuse_unparsable(path, bad, read, first_bad)
+        missing = [c for c in kind_columns(source, kind, gold=True) if columns and c not in columns]
+        if missing:
+            raise InputError(f"{where}{path} has no column {missing[0]!r} (task.kind {kind}); its columns are "
+                             f"{sorted(columns)}; set the columns of the data source (docs/task_kinds.md)")
+        if source.limit and len(out) >= source.limit:
+            break
+    return out, skips
