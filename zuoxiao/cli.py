@@ -137,10 +137,11 @@ def _load(args, prepare: bool = True):
     from zuoxiao.core.split import prepare_data
 
     cfg = load_config(args.config, args.overrides)
-    if args.command in STAGE_OF_COMMAND:  # a stand-alone stage; `zuoxiao run` checks its chain in run_job
+    stage = STAGE_OF_COMMAND.get(getattr(args, "command", None))  # (tests call _load with a bare Namespace)
+    if stage is not None:  # a stand-alone stage; `zuoxiao run` checks its whole chain in run_job
         from zuoxiao.core.kinds import require_supported
 
-        require_supported(cfg.task.kind, [STAGE_OF_COMMAND[args.command]])
+        require_supported(cfg.task.kind, [stage])
     return prepare_data(cfg)[0] if prepare else cfg
 
 
