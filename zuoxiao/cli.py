@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The stage a stand-alone stage command runs (whose task.kind support zuoxiao.core.kinds checks).
+STAGE_OF_COMMAND = {"label": "label", "finetune-teacher": "finetune", "train": "train", "compress": "compress",
+                    "ship": "ship", "export": "ship"}
+
+
 def _load(args, prepare: bool = True):
     """The config, with task.split / sample sources replaced by their written parts (zuoxiao.core.split), so a
     stand-alone stage reads the same rows as `zuoxiao run` (which prepares them itself: prepare=False)."""
@@ -136,6 +141,11 @@ def _load(args, prepare: bool = True):
     from zuoxiao.core.split import prepare_data
 
     cfg = load_config(args.config, args.overrides)
+    stage = STAGE_OF_COMMAND.get(getattr(args, "command", None))  # (tests call _load with a bare Namespace)
+    if stage is not None:  # a stand-alone stage; `zuoxiao run` checks its whole chain in run_job
+        from zuoxiao.core.kinds import require_supported
+
+        require_supported(cfg.task.kind, [stage])
     return prepare_data(cfg)[0] if prepare else cfg
 
 

@@ -1,4 +1,4 @@
-"""Read task data: Parquet, JSONL, CSV, TSV. One parser for every reader.
+"""Read task data: Parquet, JSONL, CSV, TSV, CoNLL. One parser for every reader.
 
 `parse_rows` turns one open binary file into rows; the label pipeline (pipelines/io.py, inside Beam)
 and the small gold sets that training, compression and the model card evaluate on
@@ -10,6 +10,10 @@ quote inside a quoted field is doubled, a closing quote is followed by the delim
 line). A record whose quote never closes properly is reported as malformed *with the line it starts
 on*, and parsing resumes on the very next physical line: a stray quote costs its own row, it can never
 swallow the rows after it into one text field.
+
+CoNLL (task.kind token, docs/task_kinds.md): a word and its tag per line, a blank line between sentences;
+each sentence is one row ``{"tokens": [...], "tags": [...]}`` (a sentence of one-field lines is untagged:
+``tags`` is None) whose line is the sentence's first.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from zuoxiao.core.errors import InputError
 log = logging.getLogger(__name__)
 
 SUFFIX_FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
-                  ".csv": "csv", ".tsv": "tsv", ".txt": "tsv"}
+                  ".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".conll": "conll"}
 UTF8_FIX = "re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`)"
 _PARQUET_BATCH = 4096
 
@@ -60,7 +64,7 @@ def detect_format(path: Path, declared: str = "auto") -> str:
     if fmt is None:
         raise InputError(
             f"cannot tell the format of {path} from its suffix {path.suffix!r}; "
-            "set format: parquet|jsonl|csv|tsv in the data source"
+            "set format: parquet|jsonl|csv|tsv|conll in the data source"
         )
     return fmt
 
@@ -156,8 +160,10 @@ def parse_rows(f, fmt: str, name: str) -> Iterator[dict]:
     elif fmt == "csv":
         header, records = _open_delimited(f, fmt, name)
         yield from _csv_rows(records, header)
+    elif fmt == "conll":
+        yield from _conll_rows(_byte_lines(f))
     else:
-        raise InputError(f"{name}: unknown format {fmt!r}; use parquet|jsonl|csv|tsv")
+        raise InputError(f"{name}: unknown format {fmt!r}; use parquet|jsonl|csv|tsv|conll")
 
 
 def header_columns(f, fmt: str, name: str) -> list[str]:
@@ -251,6 +257,42 @@ def _tsv_rows(lines: Iterator[bytes], header: list[str], name: str) -> Iterator[
                 detail = f"line {line_no}: {len(fields)} tab-separated fields, header has {len(header)}"
         yield {"pos": pos, "line": line_no, "row": row, "error": error, "detail": detail}
         pos += 1
+
+
+def _conll_rows(lines: Iterator[bytes]) -> Iterator[dict]:
+    """Sentences of a CoNLL file: the first field of a line is the word, the last its tag (CoNLL-2003's middle
+    columns are skipped); ``-DOCSTART-`` lines are document breaks, not words."""
+    pos, start, fields, undecodable = 0, 0, [], ""
+    for line_no, raw in enumerate(lines, 1):
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as err:
+            text = raw.decode("utf-8", "surrogateescape").strip()
+            undecodable = undecodable or f"line {line_no} is not UTF-8: {err}"
+        if not text or text.startswith("-DOCSTART-"):
+            if fields:
+                yield _conll_sentence(pos, start, fields, undecodable)
+                pos, fields, undecodable = pos + 1, [], ""
+            continue
+        if not fields:
+            start = line_no
+        fields.append(text.split())
+    if fields:
+        yield _conll_sentence(pos, start, fields, undecodable)
+
+
+def _conll_sentence(pos: int, start: int, fields: list[list[str]], undecodable: str) -> dict:
+    """One sentence's lines (split on whitespace) -> a `parse_rows` row dict."""
+    out = {"pos": pos, "line": start, "row": {"_raw": " | ".join(" ".join(f) for f in fields)}}
+    widths = [len(f) for f in fields]
+    if undecodable:
+        return {**out, "error": "undecodable_bytes", "detail": undecodable}
+    if 1 in widths and set(widths) != {1}:
+        at = start + widths.index(1)
+        return {**out, "error": "malformed_row", "detail": f"line {at}: a word without a tag in the sentence "
+                f"starting on line {start}; give every word of a sentence a tag, or none (untagged text)"}
+    tags = None if set(widths) == {1} else [f[-1] for f in fields]
+    return {**out, "row": {"tokens": [f[0] for f in fields], "tags": tags}, "error": None, "detail": ""}
 
 
 def _parquet_rows(f, name: str) -> Iterator[dict]:

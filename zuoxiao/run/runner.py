@@ -26,6 +26,7 @@ from zuoxiao.core.config.run import STAGES
 from zuoxiao.core.datacheck import check_before_run
 from zuoxiao.core.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError, GateFailed
 from zuoxiao.core.fingerprint import code_version, digest, outputs_intact, outputs_record
+from zuoxiao.core.kinds import require_supported
 from zuoxiao.core.lock import RunLock
 from zuoxiao.core.paths import StagePaths
 from zuoxiao.core.results import RESULT_TYPES, ShipResult, StageResult
@@ -85,6 +86,7 @@ def run_job(cfg, force=(), stage_fns: dict | None = None, console=None) -> dict:
     unknown = [f for f in force if f not in STAGES and f != "all"]
     if unknown:
         raise ConfigError(f"--force {unknown}: unknown stage; choose from {list(STAGES)} or 'all'")
+    require_supported(cfg.task.kind, active_stages(cfg))  # before any data is read: a clear exit 2
     out = Path(cfg.output_dir)
     with RunLock(out):  # a second run on this output dir waits for nothing: exit 4 before it reads any data
         cfg, data = prepare_data(cfg)  # task.split / sample: -> plain files every stage reads (and fingerprints)

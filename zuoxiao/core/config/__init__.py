@@ -64,6 +64,9 @@ class Config(StrictModel):
         if self.label.extra_inputs and self.label.input is None and self.task.split is None:
             raise ValueError("label.extra_inputs is set but label.input is not: the extra inputs add to label.input; "
                              "move the first of them to label.input (or set task.split, whose train part fills it)")
+        kind_problems = [p for key, src in _task_sources(self) for p in self.task.source_problems(key, src)]
+        if kind_problems:  # task.eval / task.dev / task.split.source are checked by TaskConfig itself
+            raise ValueError("; ".join(kind_problems))
         if self.label.teacher.kind == "causal_lm":  # (teacher/llm/teacher.py)
             if self.finetune is not None:
                 raise ValueError("label.teacher.kind=causal_lm but finetune is set, and the label stage labels with the "
@@ -85,6 +88,13 @@ def _check_static_steps(cfg: Config) -> None:
             raise ValueError(f"compress step {step.kind}: {STATIC_REFUSED_STEPS[step.kind]}, and "
                              "train.student.kind is static; remove it from compress.steps (vocab_trim, magnitude, "
                              "recover and quantize apply to a static student)")
+
+
+def _task_sources(cfg: Config) -> list[tuple[str, DataSource]]:
+    """The data sources outside task: whose columns task.kind decides (docs/task_kinds.md)."""
+    found = [("finetune.data", cfg.finetune.data if cfg.finetune is not None else None), ("label.input", cfg.label.input)]
+    found += [(f"label.extra_inputs[{i}]", src) for i, src in enumerate(cfg.label.extra_inputs or [])]
+    return [(key, src) for key, src in found if src is not None]
 
 
 def _check_split(cfg: Config) -> None:

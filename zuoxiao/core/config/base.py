@@ -36,9 +36,22 @@ class DataSource(StrictModel):
     """Where task rows come from. ``path`` takes files, directories or glob patterns."""
 
     path: str | list[str] = Field(description="file, directory or glob (or a list of them)")
-    format: Literal["auto", "parquet", "jsonl", "csv", "tsv"] = "auto"
+    format: Literal["auto", "parquet", "jsonl", "csv", "tsv", "conll"] = Field(
+        "auto", description="auto = from the suffix; conll: a word and its tag per line, a blank line between "
+        "sentences (task.kind token; read as the columns tokens / tags, no sentence label)"
+    )
     text_column: str = "text"
-    label_column: str | None = Field("label", description="gold label column; null if unlabelled")
+    text_pair_column: str | None = Field(
+        None, description="the second text of a pair (task.kind pair; regression over pairs); null = one text"
+    )
+    label_column: str | None = Field(
+        "label", description="gold label column; null if unlabelled. multi_label: a JSON list or names joined "
+        "by label_separator; regression: the score; token: the optional sentence label (e.g. intent)"
+    )
+    label_separator: str = Field(",", min_length=1, description="multi_label: what joins the names in one cell")
+    tokens_column: str = Field("tokens", description="task.kind token: the words (a list; a string is split on "
+                               "whitespace)")
+    tags_column: str = Field("tags", description="task.kind token: one BIO tag per word (a list or a string)")
     id_column: str | None = Field(None, description="stable row id column; null = hash of the text")
     limit: int | None = Field(
         None, ge=1, description="read only the first N rows in file order (smoke runs, benchmarks); on a file "
@@ -63,6 +76,32 @@ class DataSource(StrictModel):
         if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not v):
             raise ValueError("path is empty; give a file, directory or glob such as data/*.parquet")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _conll_defaults(cls, data):
+        # a CoNLL file (format: conll, or auto with every path *.conll) has words and tags only: no sentence
+        # label unless the config names one (an error below)
+        if isinstance(data, dict) and "label_column" not in data:
+            paths = data.get("path") if isinstance(data.get("path"), list) else [data.get("path")]
+            fmt = data.get("format", "auto")
+            if fmt == "conll" or (fmt == "auto" and all(isinstance(p, str) and p.endswith(".conll") for p in paths)):
+                data = {**data, "label_column": None}
+        return data
+
+    @model_validator(mode="after")
+    def _kind_columns(self):
+        if self.text_pair_column is not None and self.text_pair_column == self.text_column:
+            raise ValueError(f"text_pair_column and text_column are both {self.text_column!r}; the second text of a "
+                             "pair needs its own column (e.g. text_column: text_a, text_pair_column: text_b)")
+        if self.format == "conll":
+            if self.label_column is not None:
+                raise ValueError(f"format: conll has no sentence label column, but label_column={self.label_column!r}; "
+                                 "remove label_column (or use JSONL with tokens, tags and the label)")
+            if (self.tokens_column, self.tags_column) != ("tokens", "tags"):
+                raise ValueError("format: conll has no column names (its rows read as tokens / tags); remove "
+                                 f"tokens_column={self.tokens_column!r} / tags_column={self.tags_column!r}")
+        return self
 
     @model_validator(mode="after")
     def _limit_or_sample(self):
@@ -229,10 +268,20 @@ class SplitConfig(StrictModel):
         return self
 
 
+#: What one row predicts (docs/task_kinds.md); zuoxiao.core.kinds says which stages handle which kind.
+TaskKind = Literal["single_label", "pair", "multi_label", "token", "regression"]
+
+
 class TaskConfig(StrictModel):
     """What the task is: its name, label names, and the gold held-out set used to measure every model."""
 
     name: str = "task"
+    kind: TaskKind = Field(
+        "single_label", description="single_label: one class; pair: one class of two texts (text_pair_column); "
+        "multi_label: any subset of the labels; token: a BIO tag per word (tokens_column / tags_column, "
+        "format: conll; label_column = an optional joint sentence label); regression: a float score "
+        "(label_column), of one text or a pair (docs/task_kinds.md)"
+    )
     label_names: list[str] | None = Field(
         None, description="class names in index order; null = the teacher's labels or an automatic map"
     )
@@ -257,3 +306,35 @@ class TaskConfig(StrictModel):
             if dupes:
                 raise ValueError(f"duplicate label names {dupes}; each class needs one unique name")
         return v
+
+    @model_validator(mode="after")
+    def _kind_fits(self):
+        if self.kind == "regression" and self.label_names is not None:
+            raise ValueError(f"task.kind regression predicts a score and has no classes, but task.label_names="
+                             f"{self.label_names}; remove task.label_names")
+        if self.split is not None and self.kind != "single_label":
+            raise ValueError(f"task.split is not yet supported for task.kind {self.kind} (it stratifies by one label "
+                             "cell); give task.dev and task.eval files instead")
+        sources = {"task.eval": self.eval, "task.dev": self.dev,
+                   "task.split.source": self.split.source if self.split else None}
+        problems = [p for key, src in sources.items() if src is not None for p in self.source_problems(key, src)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def source_problems(self, key: str, src: DataSource) -> list[str]:
+        """What a data source lacks (or has too much of) for task.kind; the Config checks its other sources
+        (finetune.data, label.input, label.extra_inputs) with it too. [] = it fits."""
+        kind, out = self.kind, []
+        if kind == "pair" and src.text_pair_column is None:
+            out.append(f"task.kind pair reads two texts but {key} has no text_pair_column; set "
+                       f"{key}.text_pair_column (e.g. text_b)")
+        if src.text_pair_column is not None and kind not in ("pair", "regression"):
+            out.append(f"{key}.text_pair_column={src.text_pair_column!r} is set but task.kind {kind} reads one text; "
+                       "set task.kind: pair (or regression for a score of a pair), or remove text_pair_column")
+        if src.format == "conll" and kind != "token":
+            out.append(f"{key} has format: conll (a tag per word), which needs task.kind: token (task.kind is {kind})")
+        if src.sample is not None and kind != "single_label":
+            out.append(f"{key}.sample is not yet supported for task.kind {kind} (the draw is stratified by one label "
+                       "cell); use limit, or a file of the rows")
+        return out
