@@ -173,7 +173,7 @@ def fit(accelerator, model, source, collate: Callable, loss_fn: Callable, evalua
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     # Resume (or start clean), then the metrics log.
-    ckpt = Checkpointer(accelerator, spec.out_dir, spec.keep_checkpoints)
+    ckpt = Checkpointer(accelerator, spec.out_dir, spec.keep_checkpoints, model, optimizer)
     state = ckpt.restore(spec.resume, total, {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None,
                                               "best_step": None, "bad_evals": 0, "history": []})
     accelerator.wait_for_everyone()
