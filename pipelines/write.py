@@ -69,8 +69,10 @@ class WriteShard(beam.DoFn):
         self.schema = schema
         self.row_group_size = row_group_size
         self.cache_schema = cache_schema
+        self.fs_options = fsio.options_for_workers()  # the launcher's: a bare SDK harness has none
 
     def setup(self):
+        fsio.configure_worker(self.fs_options)
         fsio.check_store(self.temp_dir)  # an unreachable object store: a StorageError in bounded time
 
     def process(self, item, num_shards: int):
@@ -116,8 +118,10 @@ class WriteRejected(beam.DoFn):
     def __init__(self, temp_dir: str, row_group_size: int):
         self.temp_dir = temp_dir
         self.row_group_size = row_group_size
+        self.fs_options = fsio.options_for_workers()
 
     def setup(self):
+        fsio.configure_worker(self.fs_options)
         fsio.check_store(self.temp_dir)
 
     def process(self, item, num_shards: int):
@@ -191,6 +195,6 @@ class WriteSummary(beam.PTransform):
             file_stats
             | "AllFiles" >> beam.Flatten()
             | "ToList" >> beam.combiners.ToList()
-            | "Write" >> beam.Map(_write_summary, read=beam.pvalue.AsSingleton(self.read_count),
+            | "Write" >> beam.Map(fsio.InWorker(_write_summary), read=beam.pvalue.AsSingleton(self.read_count),
                                   temp_dir=self.temp_dir)
         )

@@ -62,6 +62,36 @@ def configure(options) -> None:
     FileSystems.set_options(options)
 
 
+def options_for_workers() -> dict:
+    """The options configure() was given, as a dict that travels inside a DoFn (``configure_worker``).
+
+    Beam's SDK harness gets the pipeline options from its runner (sdk_worker_main sets them on
+    FileSystems), but a bare harness, as Beam's worker pool starts it for an EXTERNAL environment
+    without a container executable, gets none: FileSystems there would reach S3 with no endpoint, no
+    credentials and no store_* limits. So every DoFn of the label stage that writes carries these."""
+    opts = FileSystems._pipeline_options
+    return opts.get_all_options(drop_default=True) if isinstance(opts, PipelineOptions) else {}
+
+
+def configure_worker(options: dict) -> None:
+    """In a worker: use the options a DoFn carried, unless the harness already set some."""
+    if options and FileSystems._pipeline_options is None:
+        FileSystems.set_options(PipelineOptions.from_dictionary(options))
+
+
+class InWorker:
+    """``fn`` with the launcher's filesystem options, for a beam.Map that writes: configures the worker's
+    FileSystems (configure_worker) before each call."""
+
+    def __init__(self, fn):
+        self.fn, self.options = fn, options_for_workers()
+        self.__name__ = getattr(fn, "__name__", "fn")
+
+    def __call__(self, *args, **kwargs):
+        configure_worker(self.options)
+        return self.fn(*args, **kwargs)
+
+
 def _options() -> PipelineOptions:
     """The pipeline options FileSystems uses here: the launcher's (configure) or a Beam worker's."""
     opts = FileSystems._pipeline_options  # set by configure() and by Beam's SDK worker harness
