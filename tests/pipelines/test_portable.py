@@ -2,9 +2,10 @@
 service and executed by separate SDK worker processes over the Fn API, as on Flink, Spark and Dataflow
 Runner v2.
 
-The test starts Beam's own Python job service (`local_job_service_main`) and a worker pool
-(`worker_pool_main`, EXTERNAL environment: the job service asks it for 2 SDK workers) on 127.0.0.1, and
-labels into s3:// on the local moto server. Workers share nothing with this process but the pipeline
+The test starts Beam's Python job service and Beam's worker pool (`worker_pool_main`, an EXTERNAL
+environment: the job service asks it for 2 SDK worker processes) on 127.0.0.1, and labels into s3:// on
+the local moto server. The job service is Beam's LocalJobServicer with 2 workers per job
+(tests/pipelines/job_service.py): the stock `local_job_service_main` runs every job on one worker. Workers share nothing with this process but the pipeline
 options and the object store: they load the teacher themselves and write their shards to S3; this process
 commits them. The shards must be byte-identical to the in-process DirectRunner's.
 
@@ -39,7 +40,7 @@ def _wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout_s: flo
             return
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{proc.args[2]} did not listen on 127.0.0.1:{port} (exit {proc.poll()}); its log:\n"
+                pytest.fail(f"{proc.args[1:3]} did not listen on 127.0.0.1:{port} (exit {proc.poll()}); its log:\n"
                             f"{log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.2)
 
@@ -63,8 +64,8 @@ def portable_services(tmp_path_factory):
            "HF_HUB_OFFLINE": "1"}
     job_port, pool_port = _free_port(), _free_port()
     commands = {
-        "job_service": [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
-                        "--port", str(job_port)],
+        "job_service": [sys.executable, str(Path(__file__).with_name("job_service.py")), "--port", str(job_port),
+                        "--workers", "2"],
         "worker_pool": [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
                         "--service_port", str(pool_port)],
     }
@@ -91,11 +92,11 @@ def test_portable_runner_with_external_workers_writes_the_direct_runners_bytes_t
 
     uri = f"s3://{BUCKET}/portable/label"
     flags = ["--runner=PortableRunner", f"--job_endpoint={job}", "--environment_type=EXTERNAL",
-             f"--environment_config={pool}", "--direct_num_workers=2",
+             f"--environment_config={pool}",
              f"--s3_endpoint_url={s3_endpoint}", f"--s3_access_key_id={KEY_ID}",
              f"--s3_secret_access_key={SECRET}", "--s3_region_name=us-east-1"]
     m = label_from_config(cfg, uri, beam_args=flags)
-    # the job service asked the pool for 2 SDK worker processes (--direct_num_workers=2)
+    # the job service asked the pool for 2 SDK worker processes
     assert pool_log.read_text(errors="replace").count("Starting worker with command") == 2
 
     assert "--runner=PortableRunner" in m["beam_options"] and "--s3_secret_access_key=***" in m["beam_options"]
