@@ -33,7 +33,11 @@ SUBDIRS = ("shards", "rejected")
 
 
 def clean_stale_work(out_dir: str) -> None:
-    """Temp dirs of runs that died (kill -9): never referenced by a manifest, safe to drop."""
+    """Temp dirs of runs that died (kill -9): never referenced by a manifest, safe to drop.
+
+    The launcher's first touch of the output: an object store that does not answer fails here, in the
+    time label.beam.object_store allows (fsio.check_store), before any compute."""
+    fsio.check_store(out_dir)
     if fsio.is_local(out_dir):
         import glob
 

@@ -113,7 +113,7 @@ class CountByInput(beam.PTransform):
             | "AllKeys" >> beam.Flatten()
             | "CountKeys" >> beam.combiners.Count.PerElement()
             | "ToList" >> beam.combiners.ToList()
-            | "Write" >> beam.Map(_write_counts, temp_dir=self.temp_dir)
+            | "Write" >> beam.Map(fsio.InWorker(_write_counts), temp_dir=self.temp_dir)
         )
 
 

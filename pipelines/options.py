@@ -10,8 +10,11 @@ from zuoxiao.core.config import Config
 def beam_flags(cfg: Config, beam_args: list[str] | None) -> list[str]:
     """Config beam section first, then raw options, then command-line flags (later flags win)."""
     b = cfg.label.beam
+    s = b.object_store  # read by zuoxiao.core.fsio.StoreOptions, in the launcher and in every worker
     flags = [f"--runner={b.runner}", f"--direct_num_workers={b.direct_num_workers}",
-             f"--direct_running_mode={b.direct_running_mode}"]
+             f"--direct_running_mode={b.direct_running_mode}",
+             f"--store_connect_timeout_s={s.connect_timeout_s:g}", f"--store_read_timeout_s={s.read_timeout_s:g}",
+             f"--store_max_attempts={s.max_attempts}"]
     return flags + list(b.options) + list(beam_args or [])
 
 

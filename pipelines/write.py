@@ -42,15 +42,16 @@ def num_shards_for(rows: int, rows_per_shard: int) -> int:
 
 
 def write_table(table: pa.Table, path: str, row_group_size: int) -> None:
-    """One Parquet file through FileSystems; the bytes depend only on the table (no paths, no times)."""
-    f = fsio.create(path)
-    try:
-        pq.write_table(
-            table, f, compression=COMPRESSION, use_compliant_nested_type=True,
-            row_group_size=row_group_size, write_statistics=True,
-        )
-    finally:
-        f.close()
+    """One Parquet file through FileSystems; the bytes depend only on the table (no paths, no times).
+
+    Encoded in memory first (a shard is rows_per_shard rows), so a full disk is reported with the exact
+    bytes the file needed (fsio.write_bytes raises DiskFull) and leaves no partial file behind."""
+    buf = pa.BufferOutputStream()
+    pq.write_table(
+        table, buf, compression=COMPRESSION, use_compliant_nested_type=True,
+        row_group_size=row_group_size, write_statistics=True,
+    )
+    fsio.write_bytes(path, buf.getvalue().to_pybytes())
 
 
 def _argmax_counts(indices) -> dict[str, int]:
@@ -68,6 +69,11 @@ class WriteShard(beam.DoFn):
         self.schema = schema
         self.row_group_size = row_group_size
         self.cache_schema = cache_schema
+        self.fs_options = fsio.options_for_workers()  # the launcher's: a bare SDK harness has none
+
+    def setup(self):
+        fsio.configure_worker(self.fs_options)
+        fsio.check_store(self.temp_dir)  # an unreachable object store: a StorageError in bounded time
 
     def process(self, item, num_shards: int):
         index, records = item
@@ -112,6 +118,11 @@ class WriteRejected(beam.DoFn):
     def __init__(self, temp_dir: str, row_group_size: int):
         self.temp_dir = temp_dir
         self.row_group_size = row_group_size
+        self.fs_options = fsio.options_for_workers()
+
+    def setup(self):
+        fsio.configure_worker(self.fs_options)
+        fsio.check_store(self.temp_dir)
 
     def process(self, item, num_shards: int):
         index, rows = item
@@ -184,6 +195,6 @@ class WriteSummary(beam.PTransform):
             file_stats
             | "AllFiles" >> beam.Flatten()
             | "ToList" >> beam.combiners.ToList()
-            | "Write" >> beam.Map(_write_summary, read=beam.pvalue.AsSingleton(self.read_count),
+            | "Write" >> beam.Map(fsio.InWorker(_write_summary), read=beam.pvalue.AsSingleton(self.read_count),
                                   temp_dir=self.temp_dir)
         )

@@ -8,6 +8,7 @@ read-only disk, a damaged Parquet page, a non-UTF-8 CSV header or Ctrl-C were in
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -296,3 +297,24 @@ def test_sigint_during_labelling_exits_130_without_manifest(tmp_path, tiny_teach
     assert "label: labelled" not in err and stdout.read_text() == ""  # stopped mid-way, no summary
     assert not (out / "manifest.json").exists() and not list(out.glob(".work-*"))
     assert not [p for p in out.rglob("*") if p.name == "manifest.json" or p.suffix == ".parquet"]
+
+
+def test_full_disk_during_labelling_exits_2_nothing_complete_rerun_clean(tmp_path, make_cfg, capsys):
+    """A real full disk (a tmpfs filled to its last page): was exit 1 with the shard writer's
+    `OSError: [Errno 28] No space left on device` traceback. Now exit 2 naming the file and the bytes,
+    no manifest and no temp dir; once space is freed the same command labels everything."""
+    from tests.core.test_disk_full import small_disk
+
+    cfg = make_cfg(write_tsv(tmp_path / "in.tsv", SENTENCES))
+    with small_disk(tmp_path / "disk", size_kib=512) as filler:
+        out = filler.parent / "label"
+        assert _cli(tmp_path, cfg, "--output", str(out)) == 2
+        err = capsys.readouterr().err
+        assert re.search(rf"zuoxiao: error: no space left on device writing {out}/\.work-\w+/\S+: [1-9][\d,]* "
+                         r"bytes \([\d.]+ MiB\) needed, 0 bytes \(0\.00 MiB\) free on its filesystem; free space "
+                         r"there or choose another output .* nothing was marked complete", err), err[-3000:]
+        assert "Traceback" not in err and "internal error" not in err
+        assert sorted(p.name for p in out.iterdir()) == []  # no manifest, no shards, no .work-* dir
+        filler.unlink()
+        assert _cli(tmp_path, cfg, "--output", str(out)) == 0
+        assert json.loads((out / "manifest.json").read_text())["counts"]["labeled"] == 12

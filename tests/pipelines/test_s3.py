@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -115,3 +116,45 @@ def test_multi_processing_to_s3_then_train_reader_reads_it_back(tmp_path, make_c
     s3.delete_object(Bucket=BUCKET, Key="runs/1/label/manifest.json")
     with pytest.raises(IntegrityError, match="no manifest.json"):
         ShardStream(uri, batch_size=4)
+
+
+# ---------------------------------------------------------------- an object store that does not answer
+def _label_cli(tmp_path, cfg, out: str, *flags: str) -> tuple[int, float]:
+    """`zuoxiao label` in this process with Beam flags; (exit code, seconds)."""
+    import yaml
+
+    from zuoxiao.cli import main
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    t0 = time.monotonic()
+    rc = main(["label", str(path), "--output", out, "--", *flags])
+    return rc, time.monotonic() - t0
+
+
+def test_refused_endpoint_fails_in_bounded_time_naming_endpoint_and_setting(tmp_path, make_cfg, capsys):
+    """Nothing listens on the port: Beam's S3 client alone retried that for over 10 minutes (exit 1 at
+    the end). Now one request within label.beam.object_store's limits, then exit 2 before any compute."""
+    pytest.importorskip("boto3")
+    port = _free_port()  # bound, then closed: connections to it are refused
+    cfg = make_cfg(write_tsv(tmp_path / "in.tsv", SENTENCES),
+                   beam={"object_store": {"connect_timeout_s": 2, "read_timeout_s": 5, "max_attempts": 2}})
+    rc, seconds = _label_cli(tmp_path, cfg, f"s3://{BUCKET}/runs/1/label",
+                                f"--s3_endpoint_url=http://127.0.0.1:{port}", f"--s3_access_key_id={KEY_ID}",
+                                f"--s3_secret_access_key={SECRET}", "--s3_region_name=us-east-1")
+    err = capsys.readouterr().err
+    assert rc == 2, err[-2000:]
+    assert seconds < 60, f"took {seconds:.0f} s"
+    assert f"the object store at http://127.0.0.1:{port} did not answer for s3://{BUCKET}/runs/1/label" in err
+    assert "label.beam.object_store: connect_timeout_s=2, read_timeout_s=5, max_attempts=2" in err
+    assert "check --s3_endpoint_url" in err and "Traceback" not in err and SECRET not in err
+
+
+def test_missing_bucket_is_a_named_error(tmp_path, make_cfg, s3_endpoint, capsys):
+    cfg = make_cfg(write_tsv(tmp_path / "in.tsv", SENTENCES))
+    rc, seconds = _label_cli(tmp_path, cfg, "s3://no-such-bucket/label", f"--s3_endpoint_url={s3_endpoint}",
+                                f"--s3_access_key_id={KEY_ID}", f"--s3_secret_access_key={SECRET}",
+                                "--s3_region_name=us-east-1")
+    err = capsys.readouterr().err
+    assert rc == 2 and seconds < 60, err[-2000:]
+    assert f"the object store at {s3_endpoint} refused bucket 'no-such-bucket' for s3://no-such-bucket/label (404" in err

@@ -2,7 +2,10 @@
 
 `save_state` writes into `checkpoints/.step-N.tmp`; only after it and `trainer_state.json` are complete is
 the directory renamed to `checkpoints/step-N`. `--resume` takes the newest `step-N` holding
-`trainer_state.json`, so a crash mid-save never leaves a checkpoint that looks complete.
+`trainer_state.json`, so a crash mid-save never leaves a checkpoint that looks complete. A save that
+runs out of disk removes its temp dir (the space goes back, the rerun starts clean) and raises DiskFull
+naming the directory and the bytes the checkpoint needs: torch.save reports a full disk only as
+"unexpected pos ..." or "file write failed", so a failed save is judged by the free space left.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
+from zuoxiao.core.errors import disk_full, free_bytes, is_disk_full
 from zuoxiao.core.shards import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -27,11 +31,39 @@ def complete_checkpoints(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
+def state_bytes(*objects) -> int:
+    """Bytes of the tensors a checkpoint of these (models, optimizers: anything with state_dict) holds."""
+    import torch
+
+    def walk(x) -> int:
+        if isinstance(x, torch.Tensor):
+            return x.numel() * x.element_size()
+        if isinstance(x, dict):
+            return sum(walk(v) for v in x.values())
+        if isinstance(x, (list, tuple)):
+            return sum(walk(v) for v in x)
+        return 0
+
+    return sum(walk(o.state_dict()) for o in objects if o is not None)
+
+
+def _raise_if_disk_full(err: BaseException, path: Path, needed: int) -> None:
+    """After a failed save into ``path`` (already removed): DiskFull when the disk is what failed it."""
+    free = free_bytes(path)
+    if is_disk_full(err) or (free is not None and free < needed):
+        raise disk_full(path, needed) from err
+
+
 def _save_weights(model, path: Path) -> None:
     from safetensors.torch import save_file
 
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    except Exception as err:
+        tmp.unlink(missing_ok=True)
+        _raise_if_disk_full(err, path, state_bytes(model))
+        raise
     os.replace(tmp, path)
 
 
@@ -42,9 +74,10 @@ class Checkpointer:
     newest ``keep`` survive. restore(): the newest complete `step-N`, or a clean slate.
     """
 
-    def __init__(self, accelerator, out_dir: Path, keep: int):
+    def __init__(self, accelerator, out_dir: Path, keep: int, model=None, optimizer=None):
         self.acc, self.root, self.keep = accelerator, out_dir / "checkpoints", keep
         self.best_path = self.root / "best.safetensors"
+        self.sized = (model, optimizer)  # what a checkpoint holds: for the space a full disk lacked
 
     def restore(self, resume: bool, total: int, fresh_state: dict) -> dict:
         existing = complete_checkpoints(self.root)
@@ -64,10 +97,16 @@ class Checkpointer:
         if self.acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
         self.acc.wait_for_everyone()
-        self.acc.save_state(str(tmp))
+        try:
+            self.acc.save_state(str(tmp))
+            if self.acc.is_main_process:
+                write_json_atomic(tmp / STATE_FILE, {**state, "epoch": epoch, "batch_in_epoch": batch_in_epoch})
+        except Exception as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            _raise_if_disk_full(err, tmp, state_bytes(*self.sized))
+            raise
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
-            write_json_atomic(tmp / STATE_FILE, {**state, "epoch": epoch, "batch_in_epoch": batch_in_epoch})
             final = self.root / f"step-{state['step']:08d}"
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)

@@ -14,10 +14,21 @@ Semantics that differ between filesystems, and how they are handled here:
 
 S3 needs ``apache-beam[aws]`` (boto3) and the S3 options (``--s3_endpoint_url``, ``--s3_access_key_id``,
 ...); call ``configure(options)`` in the launching process (Beam workers get them from the pipeline).
+
+Failing in bounded time: Beam's S3 client retries a refused connection with its own exponential backoff
+(7 retries from 5 s: over 10 minutes) and takes no timeout settings. So before the first write the
+launcher (pipelines/commit.py) and each shard writer (pipelines/write.py) call ``check_store``: one
+request with the connect/read timeouts and capped attempts of ``label.beam.object_store`` (carried to
+workers as the ``--store_*`` pipeline options of ``StoreOptions``), then a StorageError (exit 2) naming
+the endpoint and the setting. A store that dies in the middle of an upload is still Beam's to retry.
+Other schemes (gs://, hdfs://) are not probed. A write that finds the local disk full raises DiskFull
+naming the path and the bytes needed (``writing``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -26,14 +37,114 @@ from collections.abc import Iterable
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from zuoxiao.core.errors import StorageError, disk_full
 
 RAW = CompressionTypes.UNCOMPRESSED  # never let Beam guess a codec from the file name
 CHUNK = 1 << 20
+SETTING = "label.beam.object_store"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class StoreOptions(PipelineOptions):
+    """``label.beam.object_store`` as pipeline options, so workers of any runner read the same values."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--store_connect_timeout_s", type=float, default=10.0)
+        parser.add_argument("--store_read_timeout_s", type=float, default=60.0)
+        parser.add_argument("--store_max_attempts", type=int, default=3)
 
 
 def configure(options) -> None:
     """Make FileSystems use these pipeline options (S3 endpoint/credentials, GCS project ...)."""
     FileSystems.set_options(options)
+
+
+def options_for_workers() -> dict:
+    """The options configure() was given, as a dict that travels inside a DoFn (``configure_worker``).
+
+    Beam's SDK harness gets the pipeline options from its runner (sdk_worker_main sets them on
+    FileSystems), but a bare harness, as Beam's worker pool starts it for an EXTERNAL environment
+    without a container executable, gets none: FileSystems there would reach S3 with no endpoint, no
+    credentials and no store_* limits. So every DoFn of the label stage that writes carries these."""
+    opts = FileSystems._pipeline_options
+    return opts.get_all_options(drop_default=True) if isinstance(opts, PipelineOptions) else {}
+
+
+def configure_worker(options: dict) -> None:
+    """In a worker: use the options a DoFn carried, unless the harness already set some."""
+    if options and FileSystems._pipeline_options is None:
+        FileSystems.set_options(PipelineOptions.from_dictionary(options))
+
+
+class InWorker:
+    """``fn`` with the launcher's filesystem options, for a beam.Map that writes: configures the worker's
+    FileSystems (configure_worker) before each call."""
+
+    def __init__(self, fn):
+        self.fn, self.options = fn, options_for_workers()
+        self.__name__ = getattr(fn, "__name__", "fn")
+
+    def __call__(self, *args, **kwargs):
+        configure_worker(self.options)
+        return self.fn(*args, **kwargs)
+
+
+def _options() -> PipelineOptions:
+    """The pipeline options FileSystems uses here: the launcher's (configure) or a Beam worker's."""
+    opts = FileSystems._pipeline_options  # set by configure() and by Beam's SDK worker harness
+    if isinstance(opts, PipelineOptions):
+        return opts
+    return PipelineOptions.from_dictionary(dict(opts or {}))
+
+
+def check_store(path: str) -> None:
+    """For an s3:// path: one HEAD of its bucket within the connect/read timeouts and attempts of
+    label.beam.object_store, else StorageError naming the endpoint and the setting. Other paths: no-op."""
+    if FileSystems.get_scheme(str(path)) != "s3":
+        return
+    import botocore.config
+    import botocore.exceptions
+    from apache_beam.io.aws.clients.client_options import get_client_kwargs
+    from apache_beam.options.pipeline_options import S3Options
+
+    opts = _options()
+    store = opts.view_as(StoreOptions)
+    kwargs = get_client_kwargs(opts, S3Options)
+    endpoint = kwargs.get("endpoint_url") or "the default AWS S3 endpoint"
+    limits = (f"{SETTING}: connect_timeout_s={store.store_connect_timeout_s:g}, read_timeout_s="
+              f"{store.store_read_timeout_s:g}, max_attempts={store.store_max_attempts}")
+    config = botocore.config.Config(connect_timeout=store.store_connect_timeout_s,
+                                    read_timeout=store.store_read_timeout_s,
+                                    retries={"max_attempts": store.store_max_attempts, "mode": "standard"})
+    import boto3
+
+    bucket = str(path)[len("s3://"):].split("/", 1)[0]
+    try:
+        boto3.session.Session().client("s3", config=config, **kwargs).head_bucket(Bucket=bucket)
+    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
+            botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError) as err:
+        raise StorageError(f"the object store at {endpoint} did not answer for {path} ({err}) within {limits}; "
+                           "check --s3_endpoint_url and that the store is up and reachable from here, or raise "
+                           f"those limits in {SETTING}") from None
+    except botocore.exceptions.ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "?")
+        raise StorageError(f"the object store at {endpoint} refused bucket {bucket!r} for {path} ({code}: {err}); "
+                           "check that the bucket exists and the credentials (--s3_access_key_id ...) may use it"
+                           ) from None
+
+
+@contextlib.contextmanager
+def writing(path: str, nbytes: int | None = None):
+    """Turn a full disk (ENOSPC / EDQUOT) during the block into DiskFull naming ``path`` and ``nbytes``."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in _DISK_FULL:
+            raise disk_full(path, nbytes) from err
+        raise
 
 
 def is_local(path: str) -> bool:
@@ -86,13 +197,32 @@ def _close_durably(f) -> None:
     f.close()
 
 
+def write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` (complete once this returns). A full disk is DiskFull, reported after the
+    partial file is removed: the free space it names is what the rerun gets."""
+    try:
+        f = create(path)
+        try:
+            f.write(data)
+            _close_durably(f)
+        finally:
+            if not f.closed:
+                with contextlib.suppress(OSError):
+                    f.close()
+    except OSError as err:
+        if err.errno not in _DISK_FULL:
+            raise
+        if is_local(path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        raise disk_full(path, len(data)) from err
+
+
 def write_bytes_atomic(path: str, data: bytes) -> None:
     """Write a hidden temp file beside ``path``, then rename it over ``path``."""
     parent, name = path.rsplit("/", 1)
     tmp = join(parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
-    f = create(tmp)
-    f.write(data)
-    _close_durably(f)
+    write_bytes(tmp, data)
     move(tmp, path)
 
 
@@ -104,7 +234,7 @@ def move(src: str, dst: str) -> None:
         FileSystems.rename([src], [dst])
         return
     tmp = f"{dst}.tmp-{uuid.uuid4().hex[:8]}"
-    with open_read(src) as fin:
+    with open_read(src) as fin, writing(dst, FileSystems.match([src])[0].metadata_list[0].size_in_bytes):
         fout = create(tmp)
         while block := fin.read(CHUNK):
             fout.write(block)

@@ -132,6 +132,16 @@ def rank_batches(source, epoch: int, world: int, rank: int, usable: int, skip: i
             yield local, raw
 
 
+def _mean_over_ranks(accelerator, window: list[float]) -> float:
+    """The training loss since the last log line, over every process's micro-batches (each rank holds only
+    its own share; every rank reaches the same log steps with as many micro-batches, so this is the mean
+    one process would have logged)."""
+    mean = sum(window) / len(window)
+    if accelerator.num_processes == 1:
+        return mean
+    return float(accelerator.reduce(torch.tensor(mean, device=accelerator.device), reduction="mean"))
+
+
 def _check_finite(loss: torch.Tensor, step: int, parts: dict) -> None:
     """A NaN/inf loss would silently turn every weight into NaN: stop with the cause instead."""
     if not torch.isfinite(loss.detach()).all():
@@ -173,7 +183,7 @@ def fit(accelerator, model, source, collate: Callable, loss_fn: Callable, evalua
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     # Resume (or start clean), then the metrics log.
-    ckpt = Checkpointer(accelerator, spec.out_dir, spec.keep_checkpoints)
+    ckpt = Checkpointer(accelerator, spec.out_dir, spec.keep_checkpoints, model, optimizer)
     state = ckpt.restore(spec.resume, total, {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None,
                                               "best_step": None, "bad_evals": 0, "history": []})
     accelerator.wait_for_everyone()
@@ -211,7 +221,7 @@ def fit(accelerator, model, source, collate: Callable, loss_fn: Callable, evalua
             bar.update(1)
             bar.set_postfix(loss=f"{window[-1]:.4f}")
             if step % spec.log_every == 0 or step == total:
-                metrics_log.emit({"step": step, "epoch": epoch, "loss": sum(window) / len(window),
+                metrics_log.emit({"step": step, "epoch": epoch, "loss": _mean_over_ranks(accelerator, window),
                                   "lr": scheduler.get_last_lr()[0], **{k: v for k, v in parts.items() if v == v}})
                 window = []
             if evaluate is not None and (step % eval_every == 0 or step == total):

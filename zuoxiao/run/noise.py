@@ -46,7 +46,8 @@ class _DropNoise(logging.Filter):
             msg = record.getMessage()
         except Exception:  # noqa: BLE001 - a malformed record is not ours to judge: let it through
             return True
-        return not (msg == BEAM_APITOOLS or is_new_head_report(msg) or _is_beam_interrupt(record))
+        return not (msg == BEAM_APITOOLS or is_new_head_report(msg) or _is_beam_interrupt(record)
+                    or _is_beam_user_error(record))
 
 
 def _is_beam_interrupt(record: logging.LogRecord) -> bool:
@@ -54,6 +55,15 @@ def _is_beam_interrupt(record: logging.LogRecord) -> bool:
     [while running ...]") and logs that with the KeyboardInterrupt as exc_info)."""
     exc = record.exc_info[0] if isinstance(record.exc_info, tuple) else None
     return record.name == BEAM_STEP_LOGGER and exc is not None and issubclass(exc, KeyboardInterrupt)
+
+
+def _is_beam_user_error(record: logging.LogRecord) -> bool:
+    """Beam's traceback of a ZuoxiaoError raised in a step (a full disk, an unreachable store, bad input):
+    the CLI reports the same error once, with its message and exit code (zuoxiao.core.errors.user_error)."""
+    from zuoxiao.core.errors import ZuoxiaoError
+
+    exc = record.exc_info[0] if isinstance(record.exc_info, tuple) else None
+    return record.name == BEAM_STEP_LOGGER and exc is not None and issubclass(exc, ZuoxiaoError)
 
 
 def install_noise_filters() -> None:

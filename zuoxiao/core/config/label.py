@@ -30,6 +30,18 @@ class AugmentConfig(StrictModel):
         return self
 
 
+class ObjectStoreConfig(StrictModel):
+    """How long the label stage waits on an object store (s3://) before failing with exit 2.
+
+    Beam's own S3 client retries a refused connection for over 10 minutes and takes no timeout; so the
+    launcher and every shard writer first make one request within these limits (zuoxiao.core.fsio.check_store)
+    and fail naming the endpoint and this setting. Passed to workers as --store_* pipeline options."""
+
+    connect_timeout_s: float = Field(10.0, gt=0, description="seconds to open a connection to the store")
+    read_timeout_s: float = Field(60.0, gt=0, description="seconds to wait for the store's answer")
+    max_attempts: int = Field(3, ge=1, le=20, description="tries of that request (first one included)")
+
+
 class BeamConfig(StrictModel):
     """Pipeline options passed through to Beam. Extra flags (Dataflow/Flink/Spark) go in ``options``."""
 
@@ -37,6 +49,7 @@ class BeamConfig(StrictModel):
     direct_num_workers: int = Field(1, ge=0)
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
     options: list[str] = Field(default_factory=list, description="raw Beam flags, e.g. ['--project=p']")
+    object_store: ObjectStoreConfig = Field(default_factory=ObjectStoreConfig)
 
 
 class LabelConfig(StrictModel):
