@@ -306,10 +306,10 @@ def finetuned_teachers(args, cfg, default_lr, work: Path) -> tuple[dict, dict, t
     """
     import numpy as np
 
-    from zuoxiao.teacher.classifier import load_classifier, load_tokenizer
     from zuoxiao.core.config.base import TeacherSpec
     from zuoxiao.core.config.views import FinetuneView
     from zuoxiao.teacher import TeacherSource, load_teacher
+    from zuoxiao.teacher.classifier import load_classifier, load_tokenizer
     from zuoxiao.teacher.ensemble import combine_logits
     from zuoxiao.teacher.finetune.stage import finetune_teacher, read_splits
     from zuoxiao.teacher.tfidf import fit_baseline

@@ -279,13 +279,12 @@ def label(view: LabelView, out_dir: str | Path, beam_args: list[str] | None = No
         check_output_dir(Path(out))  # a file in the way or a read-only disk: exit 2 before any compute
     clean_stale_work(out)
     cache, cache_files = _open_cache(cache_dir, fingerprint, lc)
-    plan = LabelPlan(label=lc, inputs=inputs, label_names=label_names, label_source=label_source, teacher=source, num_threads=num_threads,
-                     mask_token=mask_token, cache_files=cache_files, cache_enabled=cache is not None,
-                     temp_dir=fsio.join(out, f"{WORK_PREFIX}{uuid.uuid4().hex[:12]}"),
-                     schema=schema_with_metadata(label_names, storage_kind(len(label_names), lc.max_full_classes),
-                                                 optional_columns=True))
-    manifest = _run(view, plan, out, options, flags, record, cache,
-                    test_pipeline, t_start)
+    storage = storage_kind(len(label_names), lc.max_full_classes)
+    plan = LabelPlan(label=lc, inputs=inputs, label_names=label_names, label_source=label_source, teacher=source,
+                     num_threads=num_threads, mask_token=mask_token, cache_files=cache_files,
+                     cache_enabled=cache is not None, temp_dir=fsio.join(out, f"{WORK_PREFIX}{uuid.uuid4().hex[:12]}"),
+                     schema=schema_with_metadata(label_names, storage, optional_columns=True))
+    manifest = _run(view, plan, out, options, flags, record, cache, test_pipeline, t_start)
     manifest["timings"]["total_s"] = round(time.perf_counter() - t_start, 3)
     return manifest  # as written to manifest.json (+ total_s); read it back typed with read_manifest()
 
