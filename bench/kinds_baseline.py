@@ -3,7 +3,7 @@
     flock /tmp/zx-cpu.lock python bench/kinds_baseline.py --dataset mrpc > mrpc.json
 
 Reads configs/<dataset>.yaml (finetune.data = train, task.dev, task.eval = test) with the row policy of
-every stage (zuoxiao.core.rowpolicy.read_task_rows), fits teacher/baseline_kinds.py's baseline on train,
+every stage (zuoxiao.core.rowpolicy.read_task_rows), fits teacher/tfidf_kinds.py's baseline on train,
 picks its regularisation (and, multi-label, its per-label thresholds) on dev, and prints JSON with the
 primary metric and the kind's secondary ones on dev and test. --data-dir replaces the configs'
 ../shared/data (for a checkout where that relative path does not reach the data); --train-limit fits on
@@ -34,7 +34,7 @@ def _rows(src, kind: str, data_dir: str | None, limit: int | None = None):
 
 
 def main() -> None:
-    from zuoxiao.teacher import baseline_kinds as B
+    from zuoxiao.teacher import tfidf_kinds as B
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", choices=DATASETS, required=True)

@@ -168,7 +168,8 @@ class TfidfBaseline:
         return base
 
 
-def _scores(model: TfidfBaseline, texts: list[str], labels: list[int], num_classes: int) -> dict | None:
+def _metrics_or_none(model: TfidfBaseline, texts: list[str], labels: list[int], num_classes: int) -> dict | None:
+    """The baseline's accuracy and macro-F1 on (texts, labels); None when there are no rows."""
     if not texts:
         return None
     pred = model.predict_proba(texts).argmax(-1)
@@ -210,14 +211,14 @@ def _fit_baseline(train, dev, evals, num_classes: int, seed: int) -> tuple[Tfidf
             cand.model = _Constant(y[0] if y else 0)
         else:
             cand.fit(x, y, features=feats)
-        acc = _scores(cand, *dev, num_classes)["accuracy"] if dev and dev[0] else 0.0
+        acc = _metrics_or_none(cand, *dev, num_classes)["accuracy"] if dev and dev[0] else 0.0
         grid[str(c)] = round(acc, 5)
         if acc > best_acc:
             best, best_acc = cand, acc
     metrics = {"kind": "tfidf+logreg", "C": best.C, "grid": grid,
-               "dev": _scores(best, *dev, num_classes) if dev else None}
+               "dev": _metrics_or_none(best, *dev, num_classes) if dev else None}
     for name, (tx, ty) in evals.items():
-        metrics[name] = _scores(best, tx, ty, num_classes)
+        metrics[name] = _metrics_or_none(best, tx, ty, num_classes)
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     return best, metrics
 

@@ -120,7 +120,8 @@ def train_candidate(cfg: FinetuneView, splits: GoldSplits, accelerator, out_dir:
     return model, tokenizer, info
 
 
-def _scores(model, tokenizer, xy, n_classes: int, max_len: int) -> dict | None:
+def _trial_metrics(model, tokenizer, xy, n_classes: int, max_len: int) -> dict | None:
+    """A fine-tune trial's metrics on one gold part ((texts, labels)), predictions dropped; None for no rows."""
     if not xy or not xy[0]:
         return None
     res = evaluate_texts(model, tokenizer, xy[0], xy[1], n_classes, max_len)
@@ -151,8 +152,8 @@ def run_search(cfg: FinetuneView, splits: GoldSplits, accelerator, out_dir: Path
         tdir = out_dir / "trials" / f"{k}"
         model, tokenizer, info = train_candidate(cfg, splits, accelerator, tdir, lr, ep)
         per_step = max(per_step or 0.0, info["seconds"] / max(info["steps"], 1))
-        dev = _scores(model, tokenizer, splits.dev, len(names), max_len)
-        trial.update(status="done", dev=dev, eval=_scores(model, tokenizer, splits.eval, len(names), max_len),
+        dev = _trial_metrics(model, tokenizer, splits.dev, len(names), max_len)
+        trial.update(status="done", dev=dev, eval=_trial_metrics(model, tokenizer, splits.eval, len(names), max_len),
                      steps=info["steps"], epochs_planned=info["epochs"], best_step=info["best_step"],
                      stopped_early=info["stopped_early"], seconds=info["seconds"])
         trials.append(trial)

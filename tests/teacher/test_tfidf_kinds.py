@@ -1,4 +1,4 @@
-"""The TF-IDF baselines of the task kinds (teacher/baseline_kinds.py) on tiny tasks they must solve."""
+"""The TF-IDF baselines of the task kinds (teacher/tfidf_kinds.py) on tiny tasks they must solve."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from zuoxiao.core.rows import TaskRow
-from zuoxiao.teacher.baseline_kinds import (
+from zuoxiao.teacher.tfidf_kinds import (
     TextFeatures,
     fit_multilabel_baseline,
     fit_pair_baseline,
