@@ -90,7 +90,7 @@ def test_teacher_never_imports_pipelines_or_student_and_student_never_pipelines_
 def test_the_nevers_catch_a_forbidden_import(monkeypatch):
     real = I.direct_imports
     bad = {"zuoxiao.student.compress.stage": {"zuoxiao.ship.package"},
-           "zuoxiao.teacher.model": {"zuoxiao.pipelines.label"}}
+           "zuoxiao.teacher.classifier": {"zuoxiao.pipelines.label"}}
     monkeypatch.setattr(I, "direct_imports", lambda m: real(m) | bad.get(m, set()))
-    assert _forbidden_edges() == ["zuoxiao.teacher.model -> zuoxiao.pipelines.label",
+    assert _forbidden_edges() == ["zuoxiao.teacher.classifier -> zuoxiao.pipelines.label",
                                   "zuoxiao.student.compress.stage -> zuoxiao.ship.package"]
