@@ -7,9 +7,12 @@ Variants, each `pipelines.label.label_from_config` end to end into a local direc
 worker's own teacher load, shards, commit: what a user waits for):
   direct_1     DirectRunner in_memory, 1 worker
   direct_2     DirectRunner multi_processing, 2 worker processes
-  portable_2   PortableRunner against Beam's Python job service (local_job_service_main) with an
-               EXTERNAL environment served by Beam's worker pool (worker_pool_main): 2 SDK workers
-The job service and the worker pool are started once, before any timing, on free 127.0.0.1 ports, and
+  portable_1   PortableRunner against Beam's stock Python job service (local_job_service_main) with an
+               EXTERNAL environment served by Beam's worker pool (worker_pool_main): it runs a job on
+               ONE SDK worker whatever the flags (see tests/pipelines/job_service.py)
+  portable_2   the same with Beam's LocalJobServicer running 2 SDK workers per job
+               (tests/pipelines/job_service.py --workers 2), as a Flink/Spark job server at parallelism 2
+The job services and the worker pool are started once, before any timing, on free 127.0.0.1 ports, and
 stopped at the end. Prints one JSON object: per variant the wall seconds of every repeat, the best
 rows/s, the pipeline's own pipeline_s, and whether its shards are byte-identical to direct_1's; plus
 the machine's load average before and after (the box is shared: read the numbers with it).
@@ -41,18 +44,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_services(logs: Path) -> tuple[list[subprocess.Popen], str, str]:
-    """A job service and a worker pool; the pool's workers run `python`, so the venv's comes first on PATH."""
+def start_services(logs: Path) -> tuple[list[subprocess.Popen], dict[str, str]]:
+    """Two job services and a worker pool; the pool's workers run `python`, so the venv's comes first on PATH."""
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
-    job, pool = free_port(), free_port()
+    ports = {"job_1": free_port(), "job_2": free_port(), "pool": free_port()}
+    repo = Path(__file__).resolve().parents[1]
+    commands = {
+        "job_1": ["-m", "apache_beam.runners.portability.local_job_service_main", "--port", str(ports["job_1"])],
+        "job_2": [str(repo / "tests" / "pipelines" / "job_service.py"), "--port", str(ports["job_2"]), "--workers", "2"],
+        "pool": ["-m", "apache_beam.runners.worker.worker_pool_main", "--service_port", str(ports["pool"])],
+    }
     procs = []
-    for name, cmd in (("job_service", ["apache_beam.runners.portability.local_job_service_main", "--port", str(job)]),
-                      ("worker_pool", ["apache_beam.runners.worker.worker_pool_main", "--service_port", str(pool)])):
+    for name, cmd in commands.items():
         with open(logs / f"{name}.log", "wb") as log:
-            procs.append(subprocess.Popen([sys.executable, "-m", *cmd], env=env, stdout=log, stderr=subprocess.STDOUT,
+            procs.append(subprocess.Popen([sys.executable, *cmd], env=env, stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True))
     deadline = time.monotonic() + 120
-    for port in (job, pool):
+    for port in ports.values():
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -62,7 +70,7 @@ def start_services(logs: Path) -> tuple[list[subprocess.Popen], str, str]:
                     stop_services(procs)
                     raise SystemExit(f"the Beam services did not start; see {logs}") from None
                 time.sleep(0.2)
-    return procs, f"localhost:{job}", f"localhost:{pool}"
+    return procs, {k: f"localhost:{p}" for k, p in ports.items()}
 
 
 def stop_services(procs: list[subprocess.Popen]) -> None:
@@ -110,12 +118,13 @@ def main(argv=None) -> dict:
 
     workdir = Path(tempfile.mkdtemp(prefix="zx-scaling-"))
     load_before = os.getloadavg()
-    procs, job, pool = start_services(workdir)
+    procs, ep = start_services(workdir)
+    portable = ["--runner=PortableRunner", "--environment_type=EXTERNAL", f"--environment_config={ep['pool']}"]
     variants = {
         "direct_1": ["--runner=DirectRunner", "--direct_num_workers=1", "--direct_running_mode=in_memory"],
         "direct_2": ["--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"],
-        "portable_2": ["--runner=PortableRunner", f"--job_endpoint={job}", "--environment_type=EXTERNAL",
-                       f"--environment_config={pool}", "--direct_num_workers=2"],
+        "portable_1": [*portable, f"--job_endpoint={ep['job_1']}"],
+        "portable_2": [*portable, f"--job_endpoint={ep['job_2']}"],
     }
     seconds: dict[str, list[float]] = {k: [] for k in variants}
     manifests: dict[str, dict] = {}
