@@ -17,6 +17,8 @@ The graph (one chain of labelled steps):
     (Validate, Dedupe rejects) -> WriteRejected;  (read, labeled, rejected) -> CountByInput
 
 Each input is read with its own format and columns and flattened before Dedupe (pipelines/inputs.py).
+A served teacher (label.teacher.kind: endpoint) skips GroupByLength: batches of label.batch_size rows go to
+pipelines/endpoint_handler.py, which sends one request per row and caches each batch's answers at once.
 
 Rows of equal token length are batched together, sorted by id: no padding at all, and batch
 composition (so every float) does not depend on the runner or the number of workers.
