@@ -17,6 +17,8 @@ The graph (one chain of labelled steps):
     (Validate, Dedupe rejects) -> WriteRejected;  (read, labeled, rejected) -> CountByInput
 
 Each input is read with its own format and columns and flattened before Dedupe (pipelines/inputs.py).
+A served teacher (label.teacher.kind: endpoint) skips GroupByLength: batches of label.batch_size rows go to
+pipelines/endpoint_handler.py, which sends one request per row and caches each batch's answers at once.
 
 Rows of equal token length are batched together, sorted by id: no padding at all, and batch
 composition (so every float) does not depend on the runner or the number of workers.
@@ -90,6 +92,8 @@ class LabelPlan:
     cache_enabled: bool  # tag misses and write cache parts (with or without files to look up)
     temp_dir: str  # <output>/.work-<id>/: the workers' output until commit
     schema: pa.Schema  # SHARD_SCHEMA with this task's label names and storage
+    # a served teacher stores each batch's answers here at once (a failed run keeps them): the cache's dir
+    endpoint_cache_dir: str | None = None
 
     @property
     def label_index(self) -> dict[str, int]:
@@ -126,17 +130,26 @@ def build_graph(p, plan: LabelPlan):
 def _infer(records, plan: LabelPlan):
     """Tokenise, group rows of equal token length into batches, run the teacher on each batch."""
     lc = plan.label
-    handler = TeacherModelHandler(plan.teacher, plan.label_names, device=lc.teacher.device,
-                                  num_threads=plan.num_threads, store_representation=lc.store_representation)
-    return (
+    tokenized = (
         records
         | "TokenizeBatches" >> beam.BatchElements(min_batch_size=TOKENIZE_BATCH, max_batch_size=TOKENIZE_BATCH)
         | "Tokenize" >> beam.ParDo(TokenizeBatch(plan.teacher))
-        | "KeyByLength" >> beam.Map(lambda r: (len(r["input_ids"]), r))
-        | "GroupByLength" >> beam.GroupByKey()
-        | "Batches" >> beam.FlatMap(length_batches, batch_size=lc.batch_size, max_batch_tokens=lc.max_batch_tokens)
-        | "Teacher" >> RunInference(handler.with_no_batching())
     )
+    if plan.teacher.kind == "endpoint":  # a served teacher: one request per row, so batches need no equal lengths
+        from zuoxiao.pipelines.endpoint_handler import EndpointModelHandler
+
+        handler = EndpointModelHandler(plan.teacher.recipe, plan.endpoint_cache_dir)
+        batches = tokenized | "Batches" >> beam.BatchElements(min_batch_size=lc.batch_size, max_batch_size=lc.batch_size)
+    else:
+        handler = TeacherModelHandler(plan.teacher, plan.label_names, device=lc.teacher.device,
+                                      num_threads=plan.num_threads, store_representation=lc.store_representation)
+        batches = (
+            tokenized
+            | "KeyByLength" >> beam.Map(lambda r: (len(r["input_ids"]), r))
+            | "GroupByLength" >> beam.GroupByKey()
+            | "Batches" >> beam.FlatMap(length_batches, batch_size=lc.batch_size, max_batch_tokens=lc.max_batch_tokens)
+        )
+    return batches | "Teacher" >> RunInference(handler.with_no_batching())
 
 
 def _write(labeled, raw, read_count, invalid, unique, plan: LabelPlan) -> None:
@@ -237,14 +250,16 @@ def _run(view: LabelView, plan: LabelPlan, out: str, options, flags, teacher: di
         typed = Manifest.parse(manifest, "the manifest being written")  # the one type writer and readers share
         manifest = commit(out, plan.temp_dir, committed, view.resolved, typed).to_json()  # output complete
         if cache is not None:
-            _commit_cache(cache, summary, plan.temp_dir, view.cache_max_rows, manifest)
+            # a served teacher's answered rows are in the cache already (pipelines/endpoint_handler.py)
+            served = plan.endpoint_cache_dir is not None
+            _commit_cache(cache, [] if served else summary["files"], plan.temp_dir, view.cache_max_rows, manifest)
     finally:
         fsio.delete_tree(plan.temp_dir)
     return manifest
 
 
-def _commit_cache(cache, summary: dict, temp: str, max_rows: int, manifest: dict) -> None:
-    parts = [fsio.join(temp, s["cache_file"]) for s in summary["files"] if s.get("cache_file")]
+def _commit_cache(cache, files: list[dict], temp: str, max_rows: int, manifest: dict) -> None:
+    parts = [fsio.join(temp, s["cache_file"]) for s in files if s.get("cache_file")]
     try:
         cache.commit(parts)
         manifest["cache"].update(cache.evict(max_rows))
@@ -283,7 +298,8 @@ def label(view: LabelView, out_dir: str | Path, beam_args: list[str] | None = No
     plan = LabelPlan(label=lc, inputs=inputs, label_names=label_names, label_source=label_source, teacher=source,
                      num_threads=num_threads, mask_token=mask_token, cache_files=cache_files,
                      cache_enabled=cache is not None, temp_dir=fsio.join(out, f"{WORK_PREFIX}{uuid.uuid4().hex[:12]}"),
-                     schema=schema_with_metadata(label_names, storage, optional_columns=True))
+                     schema=schema_with_metadata(label_names, storage, optional_columns=True),
+                     endpoint_cache_dir=cache.dir if cache is not None and source.kind == "endpoint" else None)
     manifest = _run(view, plan, out, options, flags, record, cache, test_pipeline, t_start)
     manifest["timings"]["total_s"] = round(time.perf_counter() - t_start, 3)
     return manifest  # as written to manifest.json (+ total_s); read it back typed with read_manifest()

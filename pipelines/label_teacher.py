@@ -1,8 +1,8 @@
 """The label stage's teacher in the launching process: which dir names it, what every worker loads.
 
 The launcher loads the teacher once, for its fingerprint and its record (the manifest's ``teacher``); an
-LLM teacher's few-shot examples are drawn and its calibration prior fitted here, once, from the view's
-gold sources. Workers (pipelines/handler.py), train and compress rebuild it from that record.
+LLM teacher's (in-process or served, label.teacher.kind: endpoint) few-shot examples are drawn and its
+calibration prior fitted here, once, from the view's gold sources. Workers (pipelines/handler.py), train and compress rebuild it from that record.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ def teacher_path_of(view: LabelView, teacher_path: str | None) -> str:
     """The dir the label stage's teacher is named by: the fine-tuned one (finetune: set), else label.teacher.path,
     an ensemble's first member (its tokenizer groups rows by length; each member re-tokenises the text)."""
     members = view.label.teacher.members
+    if view.label.teacher.kind == "endpoint" and view.finetuned:
+        raise ConfigError("label.teacher.kind=endpoint but finetune is set (the label stage would use the fine-tuned "
+                          "teacher): remove finetune, or fine-tune a local teacher instead")
     if members and view.finetuned:
         raise ConfigError("label.teacher.members and finetune are both set, and the label stage uses the fine-tuned "
                           "teacher: remove one (ensemble fine-tuned teachers by listing their directories as members)")
@@ -48,15 +51,16 @@ def teacher_path_of(view: LabelView, teacher_path: str | None) -> str:
 
 
 def teacher_source(view: LabelView, teacher_path: str, label_names: list[str]) -> TeacherSource:
-    """label.teacher at ``teacher_path``; an LLM teacher gets its few-shot examples and calibration rows here."""
+    """label.teacher at ``teacher_path``; an LLM teacher (causal_lm, endpoint) gets its few-shot examples and
+    calibration rows here."""
     spec = view.label.teacher
     source = TeacherSource.of_spec(spec, teacher_path)
-    if source.kind != "causal_lm":
+    if source.kind not in ("causal_lm", "endpoint"):
         return source
     from zuoxiao.teacher.llm.teacher import gold_examples, sample_texts
 
     lc = view.label
-    sources = {"finetune": None,  # (never set here: a causal_lm teacher with finetune: is a config error)
+    sources = {"finetune": None,  # (never set here: an LLM teacher with finetune: is a config error)
                "task_dev": view.dev, "label_input": lc.input if lc.input and lc.input.label_column else None}
     examples = gold_examples(spec.llm, sources, label_names)
     prior = sample_texts(lc.input, spec.llm.prior_rows, view.seed) if spec.llm.calibration == "prior" else None

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 REJECTED = "rejected"
 REASONS = ("malformed_row", "undecodable_bytes", "missing_text", "null_text", "non_string_text",
-           "empty_text", "missing_id", "unknown_label", "duplicate_id", "non_finite_teacher_output")
+           "empty_text", "missing_id", "unknown_label", "duplicate_id", "non_finite_teacher_output",
+           "endpoint_error")
 
 
 def _has_surrogates(s: str) -> bool:
@@ -171,6 +172,14 @@ class RejectNonFinite(beam.DoFn):
     """
 
     def process(self, rec: dict):
+        if rec.get("teacher_error"):  # a row the teacher could not label (a served teacher's refused request)
+            err = rec["teacher_error"]
+            if rec.get("augmented"):  # not an input row: dropped, like a non-finite augmented copy
+                return
+            yield pvalue.TaggedOutput(REJECTED, {
+                "source": rec.get("source", ""), "row": row_json({"id": rec["id"], "text": rec["text"]}),
+                "reason": err["reason"], "detail": err["detail"], "input": rec.get("input", 0)})
+            return
         logits = np.asarray(rec["logits"], dtype=np.float32)
         if np.isfinite(logits).all():
             yield rec
@@ -201,6 +210,7 @@ _FIXES = {
                      "label.max_rejected_fraction and read rejected/)",
     "undecodable_bytes": "the input is not UTF-8: re-save it as UTF-8",
     "non_finite_teacher_output": "the teacher outputs NaN/inf: check label.teacher.path (weights, dtype)",
+    "endpoint_error": "the teacher endpoint refused these rows (status in rejected/ detail): check the server's log",
 }
 
 

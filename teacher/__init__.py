@@ -1,8 +1,9 @@
 """Teachers: what a teacher is (`Teacher`), what to load (`TeacherSource`) and the one loader (`load_teacher`).
 
-Four kinds, one module each: a sequence classifier (teacher/classifier.py), an ensemble of them
+Five kinds, one module each: a sequence classifier (teacher/classifier.py), an ensemble of them
 (teacher/ensemble.py), a fine-tuned classifier blended with its TF-IDF baseline (teacher/blend.py,
-teacher/tfidf.py) and a prompted causal LM (teacher/llm/). The fine-tune that makes a classifier teacher
+teacher/tfidf.py), a prompted causal LM (teacher/llm/) and the same prompt sent to a served LLM
+(teacher/endpoint.py, label.teacher.kind: endpoint). The fine-tune that makes a classifier teacher
 lives in teacher/finetune/. The label stage (pipelines/label.py, its Beam handler pipelines/handler.py),
 the train stage's teacher agreement, compress's teacher record and the benchmarks all load through
 `load_teacher`; the kind is decided once, in `TeacherSource` (`of_spec` from the config, `of_record` from
@@ -62,7 +63,8 @@ class TeacherSource:
 
     kind: "classifier" (``path``), "blend" (a ``path`` holding blend.json), "ensemble" (``members``: {path,
     weight} dicts, ``combine``), "causal_lm" (``recipe`` to rebuild it, or ``llm`` + ``examples`` +
-    ``prior_texts`` to build it: the label stage's launcher, teacher/llm/teacher.py).
+    ``prior_texts`` to build it: the label stage's launcher, teacher/llm/teacher.py), "endpoint" (the same,
+    for a served LLM: teacher/endpoint.py; its recipe names the API key's environment variable, never the key).
     """
 
     kind: str
@@ -72,7 +74,7 @@ class TeacherSource:
     members: tuple = ()
     combine: str = "prob"
     recipe: dict | None = None
-    spec: Any = None  # the TeacherSpec a causal_lm teacher is built from (its llm settings)
+    spec: Any = None  # the TeacherSpec a causal_lm / endpoint teacher is built from (llm, endpoint settings)
     examples: tuple = ()
     prior_texts: tuple = field(default=(), repr=False)
 
@@ -83,8 +85,8 @@ class TeacherSource:
         few-shot examples and prior rows: ``with_llm_inputs``."""
         path = path or (spec.members[0].path if spec.members else spec.path)
         common = {"path": path, "max_length": spec.max_length, "trust_remote_code": spec.trust_remote_code}
-        if spec.kind == "causal_lm":
-            return cls("causal_lm", spec=spec, **common)
+        if spec.kind in ("causal_lm", "endpoint"):
+            return cls(spec.kind, spec=spec, **common)
         if spec.members:
             return cls("ensemble", members=tuple(m.model_dump() for m in spec.members), combine=spec.combine,
                        **common)
@@ -99,6 +101,8 @@ class TeacherSource:
                   "trust_remote_code": trust_remote_code}
         if record.get("llm_recipe"):
             return cls("causal_lm", recipe=record["llm_recipe"], **common)
+        if record.get("endpoint_recipe"):
+            return cls("endpoint", recipe=record["endpoint_recipe"], **common)
         if record.get("members"):
             return cls("ensemble", members=tuple(record["members"]), combine=record.get("combine", "prob"), **common)
         return cls(_dir_kind(record["path"]), **common)
@@ -146,8 +150,19 @@ def _causal_lm(src: TeacherSource, label_names):
     return build_llm_teacher(src.spec, label_names, src.path, list(src.examples), list(src.prior_texts))
 
 
+def _endpoint(src: TeacherSource, label_names):
+    from zuoxiao.teacher.endpoint import EndpointTeacher, build_endpoint_teacher
+
+    if src.recipe is not None:  # a worker's or a later stage's copy: the launcher's prompt, prior, server id
+        return EndpointTeacher.from_recipe(src.recipe)
+    if label_names is None:
+        raise TypeError("load_teacher: building an endpoint teacher needs its label_names")
+    return build_endpoint_teacher(src.spec, label_names, src.path, list(src.examples), list(src.prior_texts))
+
+
 def load_teacher(source: TeacherSource, label_names: list[str] | None = None) -> Teacher:
     """The teacher ``source`` describes. ``label_names`` (the task's): a classifier without a matching head
     gets a new seeded one of that size; ensemble members must carry exactly these names."""
-    builder = {"classifier": _classifier, "blend": _blend, "ensemble": _ensemble, "causal_lm": _causal_lm}[source.kind]
+    builder = {"classifier": _classifier, "blend": _blend, "ensemble": _ensemble, "causal_lm": _causal_lm,
+               "endpoint": _endpoint}[source.kind]
     return builder(source, label_names)

@@ -48,6 +48,16 @@ def few_shot_examples(texts: Sequence[str], labels: Sequence[int], k: int, seed:
     return picked
 
 
+def chat_messages(system: str | None, user: str, verbalizers: Sequence[Sequence[str]],
+                  examples: Sequence[tuple[str, int]], text: str) -> list[dict]:
+    """The chat of one row: system, few-shot user/assistant turns (answer = the label's first word), the row.
+    Shared with the served teacher (teacher/endpoint.py), which sends exactly these messages."""
+    msgs = [{"role": "system", "content": system}] if system else []
+    for t, y in examples:
+        msgs += [{"role": "user", "content": user.format(text=t)}, {"role": "assistant", "content": verbalizers[y][0]}]
+    return msgs + [{"role": "user", "content": user.format(text=text)}]
+
+
 @dataclass
 class LLMScorer:
     """Scores labels as the assistant's answer to a chat prompt.
@@ -71,11 +81,7 @@ class LLMScorer:
     _prefix_kv: list | None = field(init=False, default=None)
 
     def __post_init__(self):
-        msgs = [{"role": "system", "content": self.system}] if self.system else []
-        for text, y in self.examples:
-            msgs += [{"role": "user", "content": self.user.format(text=text)},
-                     {"role": "assistant", "content": self.verbalizers[y][0]}]
-        msgs.append({"role": "user", "content": self.user.format(text=_SPLIT)})
+        msgs = chat_messages(self.system, self.user, self.verbalizers, self.examples, _SPLIT)
         if not getattr(self.tokenizer, "chat_template", None):
             raise ConfigError("the causal LM teacher's tokenizer has no chat template (a base model rather than an "
                               "instruct/chat model?); use an instruct model for label.teacher.kind: causal_lm")

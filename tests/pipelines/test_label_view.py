@@ -39,3 +39,16 @@ def test_finetune_view_is_task_finetune_and_seed():
     view = FinetuneView.of(cfg)
     assert (view.task, view.finetune, view.seed) == (cfg.task, cfg.finetune, cfg.seed)
     assert "num_threads" not in view.fingerprint_json()["finetune"]["teacher"]
+
+
+def test_label_fingerprint_of_a_served_teacher_follows_the_model_not_the_requests_in_flight(tmp_path):
+    rows = tmp_path / "in.jsonl"
+    rows.write_text('{"text": "good", "label": "pos"}\n')
+    fp = lambda **ep: stage_inputs(_cfg(rows, teacher={  # noqa: E731
+        "kind": "endpoint", "path": "tok", "endpoint": {"base_url": "http://127.0.0.1:1/v1", "model": "m", **ep}}),
+        "label")
+    base = fp()
+    assert LabelView.of(_cfg(rows, teacher={"kind": "endpoint", "path": "tok", "endpoint": {
+        "base_url": "http://h/v1", "model": "m"}})).fingerprint_json()["label"]["teacher"]["endpoint"]["model"] == "m"
+    assert fp(concurrency=16) == base  # requests in flight: speed only, like num_threads
+    assert fp(model="other") != base and fp(api="chat") != base and fp(top_logprobs=5) != base

@@ -42,3 +42,19 @@ def test_of_spec_carries_trust_remote_code_and_an_ensembles_first_member():
         load_teacher(llm)
     with pytest.raises(KeyError):
         load_teacher(TeacherSource("mystery", "x"))
+
+
+def test_endpoint_kind_from_the_spec_and_from_the_recorded_recipe():
+    """A served teacher (label.teacher.kind: endpoint) is built from the spec and rebuilt from endpoint_recipe."""
+    from zuoxiao.core.config.endpoint import LabelTeacherSpec
+
+    spec = LabelTeacherSpec(kind="endpoint", path="tok", max_length=48,
+                            endpoint={"base_url": "http://127.0.0.1:1/v1/", "model": "m"})
+    src = TeacherSource.of_spec(spec).with_llm_inputs([["good", 1]], None)
+    assert (src.kind, src.path, src.max_length, src.recipe, src.examples) == ("endpoint", "tok", 48, None, (("good", 1),))
+    assert src.spec.endpoint.base_url == "http://127.0.0.1:1/v1"  # the trailing / is cut
+    with pytest.raises(TypeError, match="label_names"):
+        load_teacher(src)
+    recipe = {"path": "/tok", "max_length": 48, "endpoint": {"api_key_env": "K"}}
+    rec = TeacherSource.of_record({"path": "tok", "max_length": 48, "endpoint_recipe": recipe})
+    assert rec.kind == "endpoint" and rec.recipe is recipe and rec.max_length == 48

@@ -6,8 +6,9 @@
   backbone gets a classification head; zuoxiao creates that head on purpose (teacher fine-tune, a student
   from a head-less teacher) and logs one INFO line of its own instead (zuoxiao.teacher.classifier).
 - apache_beam.runners.common logs every error raised in a step with its traceback before re-raising it;
-  for Ctrl-C that is a page of Beam/torch frames above the CLI's own "interrupted (exit 130)" line.
-  Only that record goes: a KeyboardInterrupt is not a failure to debug.
+  for Ctrl-C that is a page of Beam/torch frames above the CLI's own "interrupted (exit 130)" line, and
+  for a ZuoxiaoError (e.g. a served teacher that stopped answering) a page above the CLI's own
+  "zuoxiao: error: ..." line. Only those records go: neither is a failure to debug.
 
 Every other message, including any other load report, still shows.
 """
@@ -52,9 +53,12 @@ class _DropNoise(logging.Filter):
 
 def _is_beam_interrupt(record: logging.LogRecord) -> bool:
     """Beam's traceback of a Ctrl-C in a step (runners.common re-raises it as RuntimeError("KeyboardInterrupt
-    [while running ...]") and logs that with the KeyboardInterrupt as exc_info)."""
+    [while running ...]") and logs that with the KeyboardInterrupt as exc_info), or of a ZuoxiaoError raised
+    in a step (the CLI prints its message and exits with its code)."""
+    from zuoxiao.core.errors import ZuoxiaoError
+
     exc = record.exc_info[0] if isinstance(record.exc_info, tuple) else None
-    return record.name == BEAM_STEP_LOGGER and exc is not None and issubclass(exc, KeyboardInterrupt)
+    return record.name == BEAM_STEP_LOGGER and exc is not None and issubclass(exc, (KeyboardInterrupt, ZuoxiaoError))
 
 
 def _is_beam_user_error(record: logging.LogRecord) -> bool:

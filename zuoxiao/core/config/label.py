@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from zuoxiao.core.config.base import DataSource, StrictModel, TeacherSpec
+from zuoxiao.core.config.base import DataSource, StrictModel
+from zuoxiao.core.config.endpoint import LabelTeacherSpec
 
 
 class AugmentConfig(StrictModel):
@@ -60,7 +61,7 @@ class LabelConfig(StrictModel):
         "set: ids share one space (a text-hash id repeated across sources is dead-lettered as duplicate_id, "
         "label.input's row kept) and the manifest counts each input (counts.by_input)",
     )
-    teacher: TeacherSpec = Field(default_factory=TeacherSpec)
+    teacher: LabelTeacherSpec = Field(default_factory=LabelTeacherSpec)  # TeacherSpec + kind endpoint
     batch_size: int = Field(64, ge=1, le=4096, description="most rows per teacher batch")
     max_batch_tokens: int | None = Field(
         None, ge=8, description="also cap rows x tokens per batch, so batches of long rows get fewer rows "

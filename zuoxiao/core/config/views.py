@@ -35,8 +35,10 @@ class _View:
         out = {f.name: _dump(getattr(self, f.name)) for f in fields(self) if f.name not in self.UNHASHED}
         for teacher in (out.get("teacher"), (out.get("label") or {}).get("teacher"),
                         (out.get("finetune") or {}).get("teacher")):
-            if isinstance(teacher, dict):  # threads change speed, never results
+            if isinstance(teacher, dict):  # threads (a served teacher's requests in flight) change speed, never results
                 teacher.pop("num_threads", None)
+                if isinstance(teacher.get("endpoint"), dict):
+                    teacher["endpoint"].pop("concurrency", None)
         return out
 
 
