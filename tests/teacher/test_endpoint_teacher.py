@@ -134,9 +134,8 @@ def test_multi_token_verbalizer_and_missing_endpoint_are_config_errors(tmp_path,
         with pytest.raises(ConfigError, match="'not good' is 2 tokens"):
             launch(cfg)
         cfg = cfg_for(tmp_path, llm_dir, srv.url)
-        cfg.label.teacher.endpoint = None
-        with pytest.raises(ConfigError, match="needs label.teacher.endpoint"):
-            launch(cfg)
+        with pytest.raises(ValueError, match="needs label.teacher.endpoint"):  # the config refuses it first
+            cfg.label.teacher.endpoint = None
     with pytest.raises(ValueError, match="not an environment variable name"):
         cfg_for(tmp_path, llm_dir, "http://127.0.0.1:1/v1").label.teacher.endpoint.api_key_env = KEY + "-x"
 
@@ -245,3 +244,16 @@ def test_cli_run_with_the_server_gone_says_so_without_a_traceback(tmp_path, llm_
     assert again.returncode == 0, again.stderr[-3000:]
     for text in (first.stdout, first.stderr, again.stdout, again.stderr):
         assert KEY not in text
+
+
+def test_endpoint_settings_and_kind_must_agree():
+    from zuoxiao.core.config.endpoint import LabelTeacherSpec
+
+    ep = {"base_url": "http://127.0.0.1:1/v1", "model": "m"}
+    with pytest.raises(ValueError, match="needs label.teacher.endpoint"):
+        LabelTeacherSpec(kind="endpoint", path="embedded:smollm2-135m-instruct")
+    with pytest.raises(ValueError, match="takes one served model"):
+        LabelTeacherSpec(kind="endpoint", endpoint=ep, members=["a", "b"])
+    with pytest.raises(ValueError, match="set kind: endpoint"):
+        LabelTeacherSpec(endpoint=ep)
+    assert LabelTeacherSpec(kind="endpoint", endpoint=ep).endpoint.model == "m"

@@ -74,3 +74,19 @@ class LabelTeacherSpec(TeacherSpec):
         "(settings under endpoint; path = its tokenizer)"
     )
     endpoint: EndpointSpec | None = Field(None, description="kind endpoint: the OpenAI-compatible server")
+
+    @model_validator(mode="after")
+    def _endpoint_settings(self):
+        # checked here, before any compute: the teacher builder would find a missing endpoint only after the
+        # label stage read its data, and an ensemble's members would be ignored without a word
+        if self.kind == "endpoint":
+            if self.endpoint is None:
+                raise ValueError("label.teacher.kind=endpoint needs label.teacher.endpoint, e.g. {base_url: "
+                                 "http://127.0.0.1:8080/v1, model: my-model}")
+            if self.members is not None:
+                raise ValueError("label.teacher.kind=endpoint takes one served model; teacher.members are an "
+                                 "ensemble of classifiers: remove members or set kind: classifier")
+        elif self.endpoint is not None:
+            raise ValueError(f"label.teacher.endpoint is set but label.teacher.kind={self.kind!r}: set kind: "
+                             "endpoint to label with the server, or remove endpoint")
+        return self
