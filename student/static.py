@@ -115,7 +115,7 @@ def distil_table(encoder_path: str, pca_dims: int | None, trust_remote_code: boo
     student once per candidate, the table once)."""
     from model2vec.distill import distill_from_model
 
-    from zuoxiao.teacher.model import load_classifier, load_tokenizer, resolve_model_path
+    from zuoxiao.teacher.classifier import load_classifier, load_tokenizer, resolve_model_path
 
     resolved = resolve_model_path(encoder_path)
     tokenizer = load_tokenizer(encoder_path, trust_remote_code)
@@ -139,7 +139,7 @@ def distil_table(encoder_path: str, pca_dims: int | None, trust_remote_code: boo
 
 def build_static(spec, encoder_path: str, label_names: list[str], trust_remote_code: bool = False):
     """(StaticClassifier, the encoder's tokenizer): the distilled table, a fresh seeded head (caller seeds)."""
-    from zuoxiao.teacher.model import load_tokenizer
+    from zuoxiao.teacher.classifier import load_tokenizer
 
     table = distil_table(encoder_path, spec.pca_dims, trust_remote_code)
     tokenizer = load_tokenizer(encoder_path, trust_remote_code)
