@@ -141,7 +141,7 @@ def served(rows: int = 64, concurrencies=(1, 4, 8), threads: int = 2) -> dict:
         for c in concurrencies:
             cfg = endpoint_config(srv.url, concurrency=c)
             teacher = launch_teacher(cfg)
-            cut = teacher._truncate(texts, 64)
+            cut = teacher.truncate(texts, 64)
             teacher.scored(cut[:4])  # warm: connections, the server's prefix
             start = time.perf_counter()
             got = teacher.scored(cut)

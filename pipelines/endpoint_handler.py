@@ -37,7 +37,7 @@ class EndpointModelHandler(RemoteModelHandler):
     def request(self, batch, model: EndpointTeacher, inference_args=None):
         start = time.perf_counter()
         retries, floor = model.client.retries, model.below_top_k
-        texts = model._truncate([r["text"] for r in batch], self.recipe["max_length"])
+        texts = model.truncate([r["text"] for r in batch], self.recipe["max_length"])
         rows = model.score_rows(texts)
         # rows answered before the server went away are kept (cached below), then the stage stops
         failed = next((r for r in rows if isinstance(r, EndpointUnavailable)), None)

@@ -30,7 +30,7 @@ import numpy as np
 from zuoxiao.core.errors import ConfigError
 from zuoxiao.teacher.http_client import Backoff, EndpointRejected, EndpointUnavailable, JsonClient
 from zuoxiao.teacher.llm.scorer import _SPLIT, calibrate, chat_messages, fit_prior
-from zuoxiao.teacher.llm.teacher import LLMTeacher, _cached_prior, resolve_verbalizers
+from zuoxiao.teacher.llm.teacher import _cached_prior, resolve_verbalizers, truncate_to_tokens
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ class EndpointTeacher:
     kind = "endpoint"
     repr_dim = None
     module = None
-    _truncate = LLMTeacher._truncate  # the very cut of the in-process teacher (max_length tokens, no specials)
 
     def __init__(self, recipe: dict, tokenizer, sleep=time.sleep, path: str | None = None):
         """``path``: the configured tokenizer path (e.g. embedded:smollm2-135m-instruct); the recipe's is resolved."""
@@ -157,10 +156,13 @@ class EndpointTeacher:
 
         return calibrate(torch.as_tensor(logp, dtype=torch.float32), torch.as_tensor(self.log_prior)).numpy()
 
+    def truncate(self, texts: list[str], max_length: int) -> list[str]:
+        return truncate_to_tokens(self.tokenizer, texts, max_length)  # the in-process teacher's very cut
+
     def predict_texts(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """texts -> calibrated label log-probs [N, C] float32; a refused row is NaN (dead-lettered by the stage).
         Rows go `concurrency` at a time, whatever ``batch_size`` says."""
-        rows = self.scored(self._truncate(list(texts), self.max_length))
+        rows = self.scored(self.truncate(list(texts), self.max_length))
         c = len(self.label_names)
         logp = np.stack([r if isinstance(r, np.ndarray) else np.full(c, np.nan) for r in rows]) if rows else np.zeros((0, c))
         return self.calibrated(logp)
@@ -221,7 +223,7 @@ def _check_words(tokenizer, verbalizers: list[list[str]]) -> None:
 
 
 def _fit(teacher: EndpointTeacher, texts: list[str], how: str) -> list[float]:
-    rows = teacher.scored(teacher._truncate(texts, teacher.recipe["max_length"]))
+    rows = teacher.scored(teacher.truncate(texts, teacher.recipe["max_length"]))
     bad = [r for r in rows if not isinstance(r, np.ndarray)]
     if bad:
         raise ConfigError(f"calibration: the teacher endpoint refused {len(bad)} of {len(rows)} rows ({bad[0]}); "

@@ -84,6 +84,16 @@ def sample_texts(src, n: int, seed: int) -> list[str]:
     return random.Random(seed).sample(texts, min(n, len(texts)))
 
 
+def truncate_to_tokens(tokenizer, texts: list[str], max_length: int) -> list[str]:
+    """Rows longer than max_length tokens (no specials) are cut there, as a classifier teacher truncates; the
+    prompted and the served LLM teacher (teacher/endpoint.py) cut rows with this one function."""
+    out = []
+    for t in texts:
+        ids = tokenizer(t, add_special_tokens=False)["input_ids"]
+        out.append(t if len(ids) <= max_length else tokenizer.decode(ids[:max_length]))
+    return out
+
+
 class LLMTeacher:
     """texts -> (N, C) label log-probs (as logits), like a classifier (zuoxiao.teacher.Teacher); built from a
     recipe (see the module doc). It offers no sentence representation (``repr_dim`` None)."""
@@ -115,20 +125,15 @@ class LLMTeacher:
     def params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    def _truncate(self, texts: list[str], max_length: int) -> list[str]:
-        """Rows longer than max_length tokens are cut there (as a classifier teacher truncates)."""
-        out = []
-        for t in texts:
-            ids = self.tokenizer(t, add_special_tokens=False)["input_ids"]
-            out.append(t if len(ids) <= max_length else self.tokenizer.decode(ids[:max_length]))
-        return out
+    def truncate(self, texts: list[str], max_length: int) -> list[str]:
+        return truncate_to_tokens(self.tokenizer, texts, max_length)
 
     def predict_texts(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """texts -> calibrated label log-probs [N, C] float32 (rows sum to 1 in probability). Rows are scored
         in batches of the recipe's llm.batch_size (part of the fingerprint), whatever ``batch_size`` says."""
         if not texts:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
-        logp = self.scorer.score(self._truncate(list(texts), self.max_length))
+        logp = self.scorer.score(self.truncate(list(texts), self.max_length))
         if self.log_prior is not None:
             logp = calibrate(logp, self.log_prior)
         return logp.float().numpy()
@@ -213,7 +218,7 @@ def build_llm_teacher(spec, label_names: list[str], path: str, examples: list[tu
 
         def compute():
             log.info("fitting the LLM teacher's label prior on %d rows of label.input", len(texts))
-            return [round(float(x), 6) for x in fit_prior(teacher.scorer.score(teacher._truncate(texts, spec.max_length)))]
+            return [round(float(x), 6) for x in fit_prior(teacher.scorer.score(teacher.truncate(texts, spec.max_length)))]
 
         recipe["log_prior"] = _cached_prior(key, compute)
     teacher.log_prior = torch.tensor(recipe["log_prior"]) if recipe["log_prior"] is not None else None
